@@ -1,0 +1,1 @@
+"""The Inventory service: the product catalogue and its stock."""

@@ -1,0 +1,3 @@
+from inventory.main import main
+
+main()

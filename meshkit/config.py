@@ -1,0 +1,75 @@
+"""Configuration from environment variables, read once at start.
+
+A bad value raises ConfigError with a one-line message; meshkit.server.run()
+prints it and exits with status 2 instead of a traceback.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed."""
+
+
+def get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def address(env: Mapping[str, str], name: str, default: str) -> str:
+    """A host:port address; the port must be a number from 0 to 65535."""
+    value = get(env, name, default)
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{name}={value!r} is not a host:port address")
+    return value
+
+
+def integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = get(env, name, str(default))
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
+def number(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    value = get(env, name, str(default))
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if parsed < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return parsed
+
+
+def data_dir(env: Mapping[str, str]) -> Path:
+    """SHOPMESH_DATA_DIR, default .data under the repository root; created if missing."""
+    path = Path(get(env, "SHOPMESH_DATA_DIR", str(REPO_ROOT / ".data"))).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"SHOPMESH_DATA_DIR={str(path)!r} cannot be created: {error.strerror}") from None
+    return path
+
+
+def database_url(env: Mapping[str, str], name: str, default_file: str) -> str:
+    """The SQLAlchemy URL in variable name, default a SQLite file in the data dir."""
+    value = get(env, name, "")
+    if value:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ConfigError(f"{name} must be a sqlite:/// or postgresql+psycopg:// URL, got {value.split(':')[0]!r}")
+        return value
+    return f"sqlite:///{data_dir(env) / default_file}"
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

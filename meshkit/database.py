@@ -1,0 +1,109 @@
+"""SQLAlchemy plumbing shared by every service: engine, transactions, UTC times.
+
+Services use SQLAlchemy's synchronous API and run each whole transaction in a
+small thread pool, so that a transaction costs one thread hop rather than one
+per statement. SQLite gets a single connection and a single thread: one writer,
+no lock contention inside a process; BEGIN IMMEDIATE and a busy timeout keep
+writers of several processes from deadlocking on the same file.
+"""
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
+
+POSTGRES_POOL_SIZE = 8
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC (portable across SQLite and PostgreSQL), returns aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _sqlite_engine(url) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event below emit BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """One service's database: an engine and the threads that run its transactions."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(parsed)
+            workers = 1
+        else:
+            self.engine = create_engine(
+                parsed, pool_size=POSTGRES_POOL_SIZE, max_overflow=0, pool_pre_ping=True
+            )
+            workers = POSTGRES_POOL_SIZE
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="db")
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        with self._sessions.begin() as session:
+            return work(session)
+
+    async def transaction(self, work: Callable[[Session], T]) -> T:
+        """Runs work(session) in one transaction: committed if it returns,
+        rolled back if it raises."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, work)
+
+    def create_schema(self, metadata: MetaData) -> None:
+        metadata.create_all(self.engine)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._executor.shutdown)
+        self.engine.dispose()

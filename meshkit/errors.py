@@ -1,0 +1,101 @@
+"""Errors a domain raises, in plain Python. meshkit.status maps them to gRPC
+status codes with google.rpc details, in one place."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request (google.rpc.BadRequest.FieldViolation)."""
+
+    field: str
+    description: str
+
+
+@dataclass(frozen=True)
+class PreconditionViolation:
+    """One unmet precondition (google.rpc.PreconditionFailure.Violation)."""
+
+    type: str
+    subject: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error a domain raises on purpose.
+
+    reason is a stable UPPER_SNAKE_CASE word for clients (google.rpc.ErrorInfo).
+    """
+
+    reason = "DOMAIN_ERROR"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason:
+            self.reason = reason
+
+
+class InvalidArgument(DomainError):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+        self.violations = violations
+
+
+class NotFound(DomainError):
+    reason = "NOT_FOUND"
+
+    def __init__(self, resource_type: str, names: list[str] | str) -> None:
+        self.names = [names] if isinstance(names, str) else list(names)
+        self.resource_type = resource_type
+        super().__init__(f"{resource_type} not found: {', '.join(self.names)}")
+
+
+class AlreadyExists(DomainError):
+    reason = "ALREADY_EXISTS"
+
+    def __init__(self, resource_type: str, name: str, message: str | None = None) -> None:
+        self.resource_type = resource_type
+        self.name = name
+        super().__init__(message or f"{resource_type} already exists: {name}")
+
+
+class FailedPrecondition(DomainError):
+    reason = "FAILED_PRECONDITION"
+
+    def __init__(
+        self,
+        message: str,
+        violations: list[PreconditionViolation] = (),
+        *,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.violations = list(violations)
+
+
+class Unavailable(DomainError):
+    """A service this one depends on could not answer; the caller may try again."""
+
+    reason = "UPSTREAM_UNAVAILABLE"
+
+
+@dataclass
+class Validator:
+    """Collects every field violation of a request, so that one error names them all."""
+
+    violations: list[FieldViolation] = field(default_factory=list)
+
+    def check(self, ok: bool, field_name: str, description: str) -> bool:
+        if not ok:
+            self.violations.append(FieldViolation(field_name, description))
+        return ok
+
+    def add(self, field_name: str, description: str) -> None:
+        self.violations.append(FieldViolation(field_name, description))
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise InvalidArgument(self.violations)

@@ -1,0 +1,48 @@
+"""Opaque page tokens (AIP-158): the last key of a page plus a fingerprint of the
+request's filters, so a token reused with other filters is refused."""
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from meshkit.errors import FieldViolation, InvalidArgument
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _fingerprint(filters: dict) -> str:
+    return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def encode(last_key, filters: dict) -> str:
+    raw = json.dumps({"k": last_key, "f": _fingerprint(filters)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(token: str, filters: dict, parse: Callable[[Any], T]) -> T | None:
+    """parse(last key) of token, or None for an empty token."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        fingerprint = data["f"]
+        key = parse(data["k"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise InvalidArgument([FieldViolation("page_token", "is not a token this API issued")]) from None
+    if fingerprint != _fingerprint(filters):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "was issued for other filters; send the same filters as the first page")]
+        )
+    return key

@@ -1,0 +1,129 @@
+"""Server bootstrap shared by every service: a grpc.aio server with the error
+interceptor, standard health checking, reflection and graceful shutdown.
+
+create_server() builds a server without starting it (tests start it in-process);
+serve() runs one until SIGTERM or SIGINT; run() is what `python -m <service>` calls.
+"""
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from meshkit import config, logs
+from meshkit.status import ErrorInterceptor
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+# The v1 reflection protocol is wire-identical to v1alpha; newer clients ask v1 first.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A servicer and the generated function that adds it to a server."""
+
+    name: str  # full service name, e.g. shopmesh.orders.v1.OrderService
+    servicer: object
+    add_to_server: Callable[[object, grpc.aio.Server], None]
+
+
+@dataclass
+class MeshServer:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    service_names: list[str]
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """NOT_SERVING first (so Envoy's health checks move traffic away), then stop
+        taking calls, let in-flight ones finish within grace, then close resources."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for close in reversed(self.on_close):
+            await close()
+
+
+def _add_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:
+    reflection.enable_server_reflection([*names, REFLECTION_V1], server)
+    servicer = reflection.aio.ReflectionServicer([*names, REFLECTION_V1])
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),)
+    )
+
+
+def create_server(
+    listen: str,
+    bindings: Sequence[ServiceBinding],
+    *,
+    error_domain: str,
+    reflect_also: Sequence[str] = (),
+) -> MeshServer:
+    """Builds (does not start) a server on listen ("host:port"; port 0 picks one).
+
+    reflect_also names services this server does not serve but whose
+    descriptors its reflection should describe.
+    """
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(error_domain)],
+        # A second server on a busy port must fail, not share it silently.
+        options=[("grpc.so_reuseport", 0)],
+    )
+    for binding in bindings:
+        binding.add_to_server(binding.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [b.name for b in bindings]
+    _add_reflection(server, [*names, *reflect_also, health.SERVICE_NAME, reflection.SERVICE_NAME])
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as error:
+        raise config.ConfigError(f"cannot listen on {listen}: {error}") from None
+    return MeshServer(server, health_servicer, port, names)
+
+
+async def serve(app: MeshServer) -> None:
+    """Runs app until SIGTERM or SIGINT, then shuts it down gracefully."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await app.start()
+    log.info("serving", extra={"port": app.port, "services": app.service_names})
+    await stopping.wait()
+    log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
+    await app.stop()
+    log.info("stopped")
+
+
+def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshServer]]) -> None:
+    """Entry point of `python -m <service>`: configure logging, build, serve.
+    A configuration error ends the process with one line on stderr and status 2."""
+    logs.configure(service)
+
+    async def main() -> None:
+        await serve(await create_app(config.environ()))
+
+    try:
+        asyncio.run(main())
+    except config.ConfigError as error:
+        print(f"{service}: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)

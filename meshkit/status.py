@@ -1,0 +1,167 @@
+"""The one place where domain errors become gRPC status codes with google.rpc details.
+
+Every error is sent with context.abort() before any response message, so it
+travels as a trailers-only response that Envoy can retry, count and turn into
+an HTTP status.
+"""
+
+import inspect
+import logging
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from meshkit import errors
+
+log = logging.getLogger(__name__)
+
+_CODES = (
+    (errors.InvalidArgument, code_pb2.INVALID_ARGUMENT),
+    (errors.NotFound, code_pb2.NOT_FOUND),
+    (errors.AlreadyExists, code_pb2.ALREADY_EXISTS),
+    (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (errors.Unavailable, code_pb2.UNAVAILABLE),
+)
+
+
+def _packed(message) -> any_pb2.Any:
+    detail = any_pb2.Any()
+    detail.Pack(message)
+    return detail
+
+
+def _details(error: errors.DomainError, domain: str) -> list:
+    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=domain)]
+    if isinstance(error, errors.InvalidArgument):
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    elif isinstance(error, errors.FailedPrecondition) and error.violations:
+        details.append(
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type=v.type, subject=v.subject, description=v.description
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
+    elif isinstance(error, (errors.NotFound, errors.AlreadyExists)):
+        names = error.names if isinstance(error, errors.NotFound) else [error.name]
+        details.extend(
+            error_details_pb2.ResourceInfo(resource_type=error.resource_type, resource_name=name)
+            for name in names
+        )
+    return details
+
+
+def to_status(error: errors.DomainError, domain: str) -> status_pb2.Status:
+    code = next((c for cls, c in _CODES if isinstance(error, cls)), code_pb2.INTERNAL)
+    return status_pb2.Status(
+        code=code,
+        message=error.message,
+        details=[_packed(d) for d in _details(error, domain)],
+    )
+
+
+async def abort(context: grpc.aio.ServicerContext, error: errors.DomainError, domain: str) -> None:
+    status = rpc_status.to_status(to_status(error, domain))
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns DomainError into a rich status and any unexpected exception into
+    INTERNAL without leaking its text to the client (it is logged instead)."""
+
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    async def _fail(self, context, error: Exception, method: str) -> None:
+        if isinstance(error, errors.DomainError):
+            await abort(context, error, self._domain)
+        log.exception("unexpected error in %s", method, exc_info=error)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary and inspect.iscoroutinefunction(handler.unary_unary):
+            inner = handler.unary_unary
+
+            async def unary_unary(request, context):
+                try:
+                    return await inner(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - mapped, never swallowed
+                    await self._fail(context, error, method)
+
+            return handler._replace(unary_unary=unary_unary)
+        if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
+            inner_stream = handler.unary_stream
+
+            async def unary_stream(request, context):
+                try:
+                    async for response in inner_stream(request, context):
+                        yield response
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - mapped, never swallowed
+                    await self._fail(context, error, method)
+
+            return handler._replace(unary_stream=unary_stream)
+        return handler
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError, peer: str) -> errors.DomainError:
+    """The DomainError that a peer's rich status describes, so that a service can
+    pass a peer's INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION on to its own
+    caller with the same details. Anything else means the peer could not answer."""
+    status = rpc_status.from_call(error)
+    found: dict[type, list] = {}
+    for detail in status.details if status else ():
+        for kind in (
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.BadRequest,
+            error_details_pb2.PreconditionFailure,
+            error_details_pb2.ResourceInfo,
+        ):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                found.setdefault(kind, []).append(message)
+    reason = found[error_details_pb2.ErrorInfo][0].reason if error_details_pb2.ErrorInfo in found else None
+    code, text = error.code(), error.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        violations = [
+            errors.FieldViolation(v.field, v.description)
+            for bad in found.get(error_details_pb2.BadRequest, [])
+            for v in bad.field_violations
+        ]
+        return errors.InvalidArgument(violations or [errors.FieldViolation("", text)])
+    if code == grpc.StatusCode.NOT_FOUND:
+        resources = found.get(error_details_pb2.ResourceInfo, [])
+        kind = resources[0].resource_type if resources else "resource"
+        return errors.NotFound(kind, [r.resource_name for r in resources] or [text])
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        violations = [
+            errors.PreconditionViolation(v.type, v.subject, v.description)
+            for failure in found.get(error_details_pb2.PreconditionFailure, [])
+            for v in failure.violations
+        ]
+        return errors.FailedPrecondition(text, violations, reason=reason)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        resources = found.get(error_details_pb2.ResourceInfo, [])
+        name = resources[0].resource_name if resources else ""
+        return errors.AlreadyExists(resources[0].resource_type if resources else "resource", name, text)
+    return errors.Unavailable(f"{peer} is unavailable: {code.name} {text}".strip())

@@ -1,0 +1,1 @@
+"""The Notification service: emails about orders, and the record of each one."""

@@ -1,0 +1,1 @@
+"""The Order service: orders, their life cycle and their event log."""

@@ -1,0 +1,34 @@
+"""The Inventory service as Orders sees it: reserve and release stock through
+Envoy's mesh listener. Envoy, not this code, retries and times out."""
+
+import grpc
+
+from meshkit.protoconv import money_from_proto
+from meshkit.status import from_rpc_error
+from orders import domain
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+
+
+class InventoryClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+
+    async def reserve(self, reservation_id: str, items: tuple[domain.ItemRequest, ...]) -> list[domain.OrderLine]:
+        request = inventory_pb2.ReserveStockRequest(
+            reservation_id=reservation_id,
+            items=[inventory_pb2.ReservationItem(product_id=i.product_id, quantity=i.quantity) for i in items],
+        )
+        try:
+            reservation = await self._stub.ReserveStock(request)
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, "inventory") from None
+        return [
+            domain.OrderLine(item.product_id, item.quantity, money_from_proto(item.unit_price))
+            for item in reservation.items
+        ]
+
+    async def release(self, reservation_id: str) -> None:
+        try:
+            await self._stub.ReleaseStock(inventory_pb2.ReleaseStockRequest(reservation_id=reservation_id))
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, "inventory") from None

@@ -1,0 +1,47 @@
+"""Wiring of the Order service: configuration, database, Inventory client, servicer, server."""
+
+from collections.abc import Mapping
+
+import grpc
+
+from meshkit import config
+from meshkit.database import Database
+from meshkit.server import MeshServer, ServiceBinding, create_server, run
+from orders.api import OrderServicer
+from orders.inventory_client import InventoryClient
+from orders.storage import Base, OrderStore
+from orders.workflow import OrderWorkflow
+from shopmesh.inventory.v1 import inventory_pb2
+from shopmesh.notifications.v1 import notifications_pb2
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+
+SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+# Envoy routes the public listener's reflection here, so this server also
+# describes the other services of the mesh's public API.
+MESH_API = [
+    inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
+    notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+]
+
+
+async def create_app(env: Mapping[str, str]) -> MeshServer:
+    listen = config.address(env, "ORDERS_LISTEN", "127.0.0.1:50051")
+    mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
+    db = Database(config.database_url(env, "ORDERS_DATABASE_URL", "orders.db"))
+    db.create_schema(Base.metadata)
+    store = OrderStore(db)
+    store.ensure_counter()
+    channel = grpc.aio.insecure_channel(mesh)
+    servicer = OrderServicer(OrderWorkflow(store, InventoryClient(channel)), store)
+    app = create_server(
+        listen,
+        [ServiceBinding(SERVICE_NAME, servicer, orders_pb2_grpc.add_OrderServiceServicer_to_server)],
+        error_domain="orders.shopmesh",
+        reflect_also=MESH_API,
+    )
+    app.on_close.extend([db.close, channel.close])
+    return app
+
+
+def main() -> None:
+    run("orders", create_app)

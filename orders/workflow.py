@@ -1,0 +1,75 @@
+"""What placing, moving and cancelling an order takes: the domain's rules, the
+order database and the Inventory service, in the order that keeps them consistent."""
+
+import asyncio
+import logging
+import weakref
+
+from meshkit.database import utcnow
+from meshkit.errors import AlreadyExists, DomainError
+from orders import domain
+from orders.inventory_client import InventoryClient
+from orders.storage import OrderStore, RequestConflict
+
+log = logging.getLogger(__name__)
+
+
+class OrderWorkflow:
+    def __init__(self, store: OrderStore, inventory: InventoryClient) -> None:
+        self._store = store
+        self._inventory = inventory
+        # Serialises cancel against other moves of the same order in this
+        # process, so stock is never released for an order that shipped meanwhile.
+        self._order_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def create(self, new: domain.NewOrder) -> domain.Order:
+        if new.request_id:
+            found = await self._store.find_by_request(new.request_id)
+            if found is not None:
+                return self._repeat(new, *found)
+        order_id = new.new_order_id()
+        # The order id is the reservation id: a repeat (by request_id, or by
+        # Envoy retrying) reserves the same stock once.
+        lines = await self._inventory.reserve(order_id, new.items)
+        try:
+            order = domain.price_order(order_id, new, lines, utcnow())
+            return await self._store.create(order, new.request_id, new.fingerprint())
+        except RequestConflict as conflict:
+            return self._repeat(new, conflict.order, conflict.fingerprint)
+        except BaseException:
+            await self._release_after_failure(order_id)
+            raise
+
+    def _repeat(self, new: domain.NewOrder, order: domain.Order, fingerprint: str | None) -> domain.Order:
+        if fingerprint != new.fingerprint():
+            raise AlreadyExists(
+                "order",
+                order.order_id,
+                f"request_id {new.request_id!r} was already used for order {order.order_id} "
+                "with another customer or other items",
+            )
+        return order
+
+    async def _release_after_failure(self, order_id: str) -> None:
+        """Gives back the stock of an order that could not be stored. One call,
+        not a retry loop: if it fails too, the reservation stays and is logged."""
+        try:
+            await self._inventory.release(order_id)
+        except DomainError as error:
+            log.error("stock of unstored order left reserved", extra={"order_id": order_id, "error": str(error)})
+
+    async def get(self, order_id: str) -> domain.Order:
+        return await self._store.get(order_id)
+
+    async def move(self, order_id: str, target: domain.OrderStatus) -> domain.Order:
+        lock = self._order_locks.get(order_id)
+        if lock is None:
+            lock = self._order_locks[order_id] = asyncio.Lock()
+        async with lock:
+            if target is domain.OrderStatus.CANCELLED:
+                # Check first, release, then commit: if Inventory cannot be
+                # reached nothing has changed and the caller can try again.
+                current = await self._store.get(order_id)
+                current.moved_to(target, utcnow())
+                await self._inventory.release(order_id)
+            return await self._store.move(order_id, target, utcnow())
