@@ -1,0 +1,73 @@
+"""Each service in-process on a free port with its own SQLite database."""
+
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.type import money_pb2
+
+from inventory.main import create_app as create_inventory
+from notifications.main import create_app as create_notifications
+from orders.main import create_app as create_orders
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from shopmesh.notifications.v1 import notifications_pb2_grpc
+from shopmesh.orders.v1 import orders_pb2_grpc
+
+
+@dataclass
+class Running:
+    app: object
+    channel: grpc.aio.Channel
+    stub: object
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.app.port}"
+
+
+async def _start(create_app, env: dict, stub_class):
+    app = await create_app(env)
+    await app.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    return Running(app, channel, stub_class(channel))
+
+
+async def _stop(running: Running) -> None:
+    await running.channel.close()
+    await running.app.stop(0)
+
+
+@pytest.fixture
+async def inventory(tmp_path):
+    env = {"INVENTORY_LISTEN": "127.0.0.1:0", "SHOPMESH_DATA_DIR": str(tmp_path)}
+    running = await _start(create_inventory, env, inventory_pb2_grpc.InventoryServiceStub)
+    yield running
+    await _stop(running)
+
+
+@pytest.fixture
+async def orders(tmp_path, inventory):
+    # No Envoy at this level: Orders reaches Inventory directly.
+    env = {"ORDERS_LISTEN": "127.0.0.1:0", "SHOPMESH_DATA_DIR": str(tmp_path), "MESH_ADDRESS": inventory.address}
+    running = await _start(create_orders, env, orders_pb2_grpc.OrderServiceStub)
+    yield running
+    await _stop(running)
+
+
+@pytest.fixture
+async def notifications(tmp_path):
+    env = {"NOTIFICATIONS_LISTEN": "127.0.0.1:0", "SHOPMESH_DATA_DIR": str(tmp_path)}
+    running = await _start(create_notifications, env, notifications_pb2_grpc.NotificationServiceStub)
+    yield running
+    await _stop(running)
+
+
+def product(product_id: str, available: int, units: int = 5, nanos: int = 0, currency: str = "EUR"):
+    return inventory_pb2.CreateProductRequest(
+        product=inventory_pb2.Product(
+            product_id=product_id,
+            title=f"Product {product_id}",
+            price=money_pb2.Money(currency_code=currency, units=units, nanos=nanos),
+            available=available,
+        )
+    )

@@ -1,0 +1,65 @@
+"""The Notification service's API against a real SQLite database."""
+
+import datetime as dt
+
+import grpc
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from notifications.storage import NotificationRow
+from shopmesh.notifications.v1 import notifications_pb2 as pb
+
+
+def seed(path, count: int) -> None:
+    engine = create_engine(f"sqlite:///{path}")
+    now = dt.datetime.now(dt.timezone.utc)
+    with Session(engine) as session, session.begin():
+        for i in range(count):
+            session.add(
+                NotificationRow(
+                    order_id=f"order-{i % 2}",
+                    event_sequence=i + 1,
+                    recipient=f"c{i % 3}@example.com",
+                    subject=f"Order order-{i % 2}",
+                    body="...",
+                    status="SENT",
+                    attempts=1,
+                    message_id=f"<event-{i + 1}@shopmesh>",
+                    last_error="",
+                    create_time=now,
+                    update_time=now,
+                    send_time=now,
+                )
+            )
+    engine.dispose()
+
+
+async def test_empty_until_events_arrive(notifications):
+    response = await notifications.stub.ListNotifications(pb.ListNotificationsRequest())
+    assert list(response.notifications) == [] and response.next_page_token == ""
+
+
+async def test_filters_and_pages(notifications, tmp_path):
+    seed(tmp_path / "notifications.db", 12)
+    seen, token = [], ""
+    while True:
+        page = await notifications.stub.ListNotifications(
+            pb.ListNotificationsRequest(order_id="order-0", page_size=2, page_token=token)
+        )
+        seen += [n.event_sequence for n in page.notifications]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [11, 9, 7, 5, 3, 1]
+    by_recipient = await notifications.stub.ListNotifications(
+        pb.ListNotificationsRequest(recipient="c1@example.com")
+    )
+    assert [n.event_sequence for n in by_recipient.notifications] == [11, 8, 5, 2]
+    assert by_recipient.notifications[0].status == pb.Notification.STATUS_SENT
+
+
+async def test_bad_page_token_is_invalid_argument(notifications):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await notifications.stub.ListNotifications(pb.ListNotificationsRequest(page_token="bogus"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
