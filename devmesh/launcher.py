@@ -1,0 +1,223 @@
+"""Starts and stops a whole local mesh: the three services and Envoy, each a
+child process with its own address, waited for until healthy and stopped by PID.
+
+`make up` uses it on the contract's ports; the end-to-end tests use it on free
+ports, so the mesh they test is started exactly the way users start it.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devmesh import envoy_config
+from devmesh.paths import ROOT
+
+SERVICES = ("inventory", "orders", "notifications")
+LISTEN_VARS = {"orders": "ORDERS_LISTEN", "inventory": "INVENTORY_LISTEN", "notifications": "NOTIFICATIONS_LISTEN"}
+DEFAULTS = {
+    "ORDERS_LISTEN": "127.0.0.1:50051",
+    "INVENTORY_LISTEN": "127.0.0.1:50052",
+    "NOTIFICATIONS_LISTEN": "127.0.0.1:50053",
+    "ENVOY_PUBLIC_LISTEN": "127.0.0.1:8080",
+    "MESH_ADDRESS": "127.0.0.1:8081",
+    "ENVOY_ADMIN_LISTEN": "127.0.0.1:9901",
+}
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+class MeshError(Exception):
+    """A process of the mesh did not start or did not become healthy."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every address and setting of one mesh, as the environment its processes get."""
+
+    env: Mapping[str, str]
+
+    @classmethod
+    def from_env(cls, base: Mapping[str, str]) -> "Layout":
+        env = dict(base)
+        for name, value in DEFAULTS.items():
+            env[name] = env.get(name) or value
+        return cls(env)
+
+    @classmethod
+    def on_free_ports(cls, base: Mapping[str, str]) -> "Layout":
+        return cls.from_env({**base, **{name: f"127.0.0.1:{free_port()}" for name in DEFAULTS}})
+
+    def address(self, name: str) -> str:
+        return self.env[name]
+
+    @property
+    def public(self) -> str:
+        return self.env["ENVOY_PUBLIC_LISTEN"]
+
+    @property
+    def mesh(self) -> str:
+        return self.env["MESH_ADDRESS"]
+
+    @property
+    def admin(self) -> str:
+        return self.env["ENVOY_ADMIN_LISTEN"]
+
+
+class Mesh:
+    """One running mesh. Logs go to files in run_dir (or to this process's
+    stdout with log_files=False, as `make up` does)."""
+
+    def __init__(self, layout: Layout, run_dir: Path, log_files: bool = True) -> None:
+        self.layout = layout
+        self.run_dir = run_dir
+        self.log_files = log_files
+        self.processes: dict[str, subprocess.Popen] = {}
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        output = open(self.log_path(name), "ab") if self.log_files else None
+        try:
+            # A session of its own: Ctrl-C reaches the launcher only, which
+            # then stops every child in order.
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=dict(self.layout.env), stdout=output, stderr=output or None,
+                start_new_session=True,
+            )
+        finally:
+            if output:
+                output.close()
+        self.processes[name] = process
+        return process
+
+    def start_service(self, name: str, timeout: float = 30.0) -> None:
+        self._spawn(name, [sys.executable, "-m", name])
+        self._wait_serving(name, timeout)
+
+    def _wait_serving(self, name: str, timeout: float) -> None:
+        address = self.layout.address(LISTEN_VARS[name])
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                self._check_alive(name)
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.05)
+        raise MeshError(f"{name} did not become healthy on {address} within {timeout:.0f}s")
+
+    def _check_alive(self, name: str) -> None:
+        code = self.processes[name].poll()
+        if code is not None:
+            tail = self.log_path(name).read_text(errors="replace")[-2000:] if self.log_files else ""
+            raise MeshError(f"{name} exited with status {code} while starting\n{tail}")
+
+    def start_envoy(self, timeout: float = 30.0) -> None:
+        params = replace(
+            envoy_config.params_from_env(self.layout.env),
+            access_log=str(self.run_dir / "envoy-access.log"),
+        )
+        config_path = self.run_dir / "envoy.yaml"
+        config_path.write_text(envoy_config.render(params))
+        self._spawn(
+            "envoy",
+            [
+                envoy_config.envoy_binary(), "-c", str(config_path), "--log-level", "warn",
+                # Several Envoys may run on one machine (tests, `make up`):
+                # no shared-memory hot-restart segment to collide on.
+                "--disable-hot-restart",
+                "--log-path", str(self.run_dir / "envoy.log"),
+            ],
+        )
+        self._wait_envoy_healthy(timeout)
+
+    def admin_get(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://{self.layout.admin}{path}", timeout=2) as reply:
+            return reply.read().decode()
+
+    def _wait_envoy_healthy(self, timeout: float) -> None:
+        """Until Envoy is live and its active health checks see every cluster healthy."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive("envoy")
+            try:
+                if self.admin_get("/ready").strip() == "LIVE" and self.unhealthy_clusters() == set():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise MeshError(f"Envoy's clusters did not become healthy within {timeout:.0f}s")
+
+    def unhealthy_clusters(self) -> set[str]:
+        clusters = json.loads(self.admin_get("/clusters?format=json"))["cluster_statuses"]
+        unhealthy = set()
+        for cluster in clusters:
+            if cluster["name"] not in SERVICES:
+                continue
+            for host in cluster.get("host_statuses", [{}]):
+                if host.get("health_status", {}).get("eds_health_status") != "HEALTHY" or any(
+                    flag for flag, value in host.get("health_status", {}).items()
+                    if flag.startswith("failed") and value
+                ):
+                    unhealthy.add(cluster["name"])
+        return unhealthy
+
+    def start(self) -> "Mesh":
+        try:
+            for name in SERVICES:
+                self.start_service(name)
+            self.start_envoy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop_process(self, name: str) -> int | None:
+        """SIGTERM by PID, SIGKILL if it has not exited in time; returns its exit status."""
+        process = self.processes.pop(name, None)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def stop(self) -> dict[str, int | None]:
+        # Envoy first, so that no new call reaches a service that is draining.
+        return {name: self.stop_process(name) for name in ["envoy", *reversed(SERVICES)] if name in self.processes}
+
+    def __enter__(self) -> "Mesh":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def environ() -> dict[str, str]:
+    return dict(os.environ)

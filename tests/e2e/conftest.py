@@ -1,0 +1,115 @@
+"""One real mesh for the end-to-end tests: Envoy and the three services as
+processes on free ports, started the way `make up` starts them."""
+
+import json
+import os
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.type import money_pb2
+
+from devmesh.launcher import Layout, Mesh
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from shopmesh.notifications.v1 import notifications_pb2_grpc
+from shopmesh.orders.v1 import orders_pb2_grpc
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory):
+    data = tmp_path_factory.mktemp("mesh")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    layout = Layout.on_free_ports({**base, "SHOPMESH_DATA_DIR": str(data)})
+    with Mesh(layout, data / "run") as running:
+        yield running
+
+
+@dataclass
+class Stubs:
+    orders: orders_pb2_grpc.OrderServiceStub
+    inventory: inventory_pb2_grpc.InventoryServiceStub
+    notifications: notifications_pb2_grpc.NotificationServiceStub
+
+
+def stubs_for(channel: grpc.Channel) -> Stubs:
+    return Stubs(
+        orders_pb2_grpc.OrderServiceStub(channel),
+        inventory_pb2_grpc.InventoryServiceStub(channel),
+        notifications_pb2_grpc.NotificationServiceStub(channel),
+    )
+
+
+@pytest.fixture(scope="session")
+def public(mesh):
+    """Generated stubs on Envoy's public listener."""
+    with grpc.insecure_channel(mesh.layout.public) as channel:
+        yield stubs_for(channel)
+
+
+@pytest.fixture(scope="session")
+def internal(mesh):
+    """Generated stubs on Envoy's mesh listener (service-to-service)."""
+    with grpc.insecure_channel(mesh.layout.mesh) as channel:
+        yield stubs_for(channel)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
+
+
+@pytest.fixture
+def new_product(public):
+    """Creates a product with a fresh id through Envoy; returns its id."""
+
+    def make(available: int, units: int = 5, nanos: int = 0) -> str:
+        product_id = unique("P")
+        public.inventory.CreateProduct(
+            inventory_pb2.CreateProductRequest(
+                product=inventory_pb2.Product(
+                    product_id=product_id,
+                    title=f"Test product {product_id}",
+                    price=money_pb2.Money(currency_code="EUR", units=units, nanos=nanos),
+                    available=available,
+                )
+            ),
+            timeout=10,
+        )
+        return product_id
+
+    return make
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict
+    body: object
+
+
+@pytest.fixture(scope="session")
+def rest(mesh):
+    """Plain HTTP/1.1 against Envoy's public listener: rest(method, path, json_body)."""
+
+    def call(method: str, path: str, body=None, headers=None) -> Reply:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"http://{mesh.layout.public}{path}",
+            data=data,
+            method=method,
+            headers={"content-type": "application/json", **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as reply:
+                status, head, raw = reply.status, dict(reply.headers), reply.read()
+        except urllib.error.HTTPError as error:
+            status, head, raw = error.code, dict(error.headers), error.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return Reply(status, {k.lower(): v for k, v in head.items()}, parsed)
+
+    return call
