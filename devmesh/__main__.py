@@ -38,8 +38,10 @@ def main() -> None:
     layout = Layout.from_env({**env, "SHOPMESH_DATA_DIR": str(data)})
     run_dir = data / "run"
     mesh = Mesh(layout, run_dir, log_files=False)
-    # SIGTERM ends the mesh like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both stop the mesh in order, also when started from a
+    # shell that made SIGINT ignored for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         mesh.start()
         created = demo.load(layout.public)

@@ -162,3 +162,23 @@ async def test_concurrent_reservations_never_oversell(inventory):
     assert len(succeeded) == 20 and len(refused) == 40
     assert {e.code() for e in refused} == {grpc.StatusCode.FAILED_PRECONDITION}
     assert await available(inventory, "A") == 0
+
+
+async def test_oversized_input_is_refused_and_the_service_lives_on(inventory):
+    long_title = product("W-1", 1)
+    long_title.product.title = "x" * 100_000
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await inventory.stub.CreateProduct(long_title)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    huge = product("W-1", 1)
+    huge.product.title = "x" * (5 * 1024 * 1024)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await inventory.stub.CreateProduct(huge)
+    # Past gRPC's 4 MiB message limit the transport itself refuses it.
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await inventory.stub.CreateProduct(product("W-1", 1))
+    many = reserve("r-1", **{f"P_{i}": 1 for i in range(101)})
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await inventory.stub.ReserveStock(many)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 100 items" in raised.value.details()
