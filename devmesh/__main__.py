@@ -1,10 +1,11 @@
 """`make up`: the whole mesh in the foreground on SQLite, with demo data; Ctrl-C stops it."""
 
+import os
 import signal
 import sys
 
 from devmesh import demo
-from devmesh.launcher import Layout, Mesh, MeshError, environ
+from devmesh.launcher import Layout, Mesh, MeshError
 from meshkit import config
 
 BANNER = """
@@ -30,7 +31,7 @@ Ctrl-C stops everything.
 
 
 def main() -> None:
-    env = environ()
+    env = dict(os.environ)
     try:
         data = config.data_dir(env)
     except config.ConfigError as error:

@@ -6,7 +6,6 @@ ports, so the mesh they test is started exactly the way users start it.
 """
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -217,7 +216,3 @@ class Mesh:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def environ() -> dict[str, str]:
-    return dict(os.environ)
