@@ -3,8 +3,8 @@
 from collections.abc import Mapping
 
 from inventory.api import InventoryServicer
-from inventory.storage import Base, InventoryStore
-from meshkit import config
+from inventory.storage import InventoryStore
+from meshkit import config, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -15,7 +15,7 @@ SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].ful
 async def create_app(env: Mapping[str, str]) -> MeshServer:
     listen = config.address(env, "INVENTORY_LISTEN", "127.0.0.1:50052")
     db = Database(config.database_url(env, "INVENTORY_DATABASE_URL", "inventory.db"))
-    db.create_schema(Base.metadata)
+    migrations.upgrade(db, "inventory")
     servicer = InventoryServicer(InventoryStore(db))
     app = create_server(
         listen,

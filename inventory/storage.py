@@ -7,18 +7,18 @@ PostgreSQL lock rows in one order and never deadlock.
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, select, update
+from sqlalchemy import MetaData, BigInteger, ForeignKey, Integer, String, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from inventory import domain
-from meshkit.database import Database, UTCDateTime, utcnow
+from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime, utcnow
 from meshkit.errors import AlreadyExists, FailedPrecondition, NotFound
 from meshkit.money import NANOS_PER_UNIT, Money
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class ProductRow(Base):
@@ -160,7 +160,9 @@ class InventoryStore:
             # answer as the repeat would.
             return await self._db.transaction(work)
         except _StockChanged:
-            return await self._db.transaction(lambda session: _report_shortage(session, lines))
+            # Once more, on what is committed now: either enough is left, or the
+            # answer names every product that is short.
+            return await self._db.transaction(work)
 
     async def release(self, reservation_id: str) -> domain.Reservation:
         def work(session: Session) -> domain.Reservation:
@@ -192,15 +194,11 @@ class InventoryStore:
         return await self._db.transaction(work)
 
 
-class _StockChanged(Exception):
+class _StockChanged(FailedPrecondition):
     """A concurrent reservation took stock between our read and our update."""
 
-
-def _report_shortage(session: Session, lines: list[domain.ReservationLine]) -> domain.Reservation:
-    requested = {line.product_id: line.quantity for line in lines}
-    rows = session.scalars(select(ProductRow).where(ProductRow.product_id.in_(requested)))
-    domain.raise_if_short(requested, {row.product_id: row.available for row in rows})
-    raise FailedPrecondition("stock changed while it was being reserved; try again", reason="STOCK_CHANGED")
+    def __init__(self) -> None:
+        super().__init__("stock changed while it was being reserved; try again", reason="STOCK_CHANGED")
 
 
 def _product(session: Session, product_id: str, for_update: bool = False) -> ProductRow:
@@ -213,17 +211,31 @@ def _product(session: Session, product_id: str, for_update: bool = False) -> Pro
 def _take_stock(
     session: Session, reservation_id: str, lines: list[domain.ReservationLine]
 ) -> domain.Reservation:
+    now = utcnow()
+    # Claim the id first: a concurrent repeat of this reservation now waits on
+    # the primary key (PostgreSQL) until this transaction ends, then fails with
+    # IntegrityError and answers as a repeat, without touching any stock.
+    row = ReservationRow(
+        reservation_id=reservation_id, status=domain.ReservationStatus.RESERVED.value, create_time=now, update_time=now
+    )
+    session.add(row)
+    session.flush()
+
     requested = {line.product_id: line.quantity for line in lines}
     products = {
-        row.product_id: row
-        for row in session.scalars(select(ProductRow).where(ProductRow.product_id.in_(requested)))
+        product.product_id: product
+        for product in session.scalars(select(ProductRow).where(ProductRow.product_id.in_(requested)))
     }
     unknown = sorted(set(requested) - set(products))
     if unknown:
         raise NotFound("product", unknown)
-    domain.raise_if_short(requested, {pid: row.available for pid, row in products.items()})
+    domain.raise_if_short(requested, {pid: product.available for pid, product in products.items()})
 
-    now = utcnow()
+    # The conditional UPDATE is the guard against oversell: it decrements only
+    # while enough is left, and PostgreSQL re-checks the condition after waiting
+    # for a concurrent writer's row lock (READ COMMITTED). Products are updated
+    # in product_id order, so two reservations lock rows in the same order and
+    # cannot deadlock. SQLite runs writers one at a time (BEGIN IMMEDIATE).
     for product_id in sorted(requested):
         taken = session.execute(
             update(ProductRow)
@@ -232,26 +244,19 @@ def _take_stock(
             .execution_options(synchronize_session=False)
         ).rowcount
         if taken != 1:
-            # Another transaction took the stock since we read it; raising
-            # rolls back whatever this one already took.
+            # A concurrent reservation took the stock after our read; raising
+            # rolls back whatever this transaction already took.
             raise _StockChanged()
-    row = ReservationRow(
-        reservation_id=reservation_id,
-        status=domain.ReservationStatus.RESERVED.value,
-        create_time=now,
-        update_time=now,
-        lines=[
-            ReservationLineRow(
-                line_no=i,
-                product_id=line.product_id,
-                quantity=line.quantity,
-                currency=products[line.product_id].currency,
-                unit_price_units=products[line.product_id].price_units,
-                unit_price_nanos=products[line.product_id].price_nanos,
-            )
-            for i, line in enumerate(lines)
-        ],
-    )
-    session.add(row)
+    row.lines = [
+        ReservationLineRow(
+            line_no=i,
+            product_id=line.product_id,
+            quantity=line.quantity,
+            currency=products[line.product_id].currency,
+            unit_price_units=products[line.product_id].price_units,
+            unit_price_nanos=products[line.product_id].price_nanos,
+        )
+        for i, line in enumerate(lines)
+    ]
     session.flush()
     return row.to_domain()

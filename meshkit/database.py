@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -22,6 +22,15 @@ from sqlalchemy.types import TypeDecorator
 T = TypeVar("T")
 
 POSTGRES_POOL_SIZE = 8
+# Deterministic constraint and index names, so that the Alembic migrations can
+# name exactly what the models declare, on SQLite and PostgreSQL alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 def utcnow() -> dt.datetime:
@@ -99,9 +108,6 @@ class Database:
         rolled back if it raises."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, work)
-
-    def create_schema(self, metadata: MetaData) -> None:
-        metadata.create_all(self.engine)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -2,11 +2,11 @@
 
 from collections.abc import Mapping
 
-from meshkit import config
+from meshkit import config, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from notifications.api import NotificationServicer
-from notifications.storage import Base, NotificationStore
+from notifications.storage import NotificationStore
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 
 SERVICE_NAME = notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
@@ -15,7 +15,7 @@ SERVICE_NAME = notifications_pb2.DESCRIPTOR.services_by_name["NotificationServic
 async def create_app(env: Mapping[str, str]) -> MeshServer:
     listen = config.address(env, "NOTIFICATIONS_LISTEN", "127.0.0.1:50053")
     db = Database(config.database_url(env, "NOTIFICATIONS_DATABASE_URL", "notifications.db"))
-    db.create_schema(Base.metadata)
+    migrations.upgrade(db, "notifications")
     servicer = NotificationServicer(NotificationStore(db))
     app = create_server(
         listen,

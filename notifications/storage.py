@@ -2,15 +2,15 @@
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Integer, String, Text, select
+from sqlalchemy import MetaData, BigInteger, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from meshkit.database import Database, UTCDateTime
+from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime
 from notifications import domain
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class NotificationRow(Base):

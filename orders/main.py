@@ -4,12 +4,12 @@ from collections.abc import Mapping
 
 import grpc
 
-from meshkit import config
+from meshkit import config, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from orders.api import OrderServicer
 from orders.inventory_client import InventoryClient
-from orders.storage import Base, OrderStore
+from orders.storage import OrderStore
 from orders.workflow import OrderWorkflow
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.notifications.v1 import notifications_pb2
@@ -28,9 +28,8 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     listen = config.address(env, "ORDERS_LISTEN", "127.0.0.1:50051")
     mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
     db = Database(config.database_url(env, "ORDERS_DATABASE_URL", "orders.db"))
-    db.create_schema(Base.metadata)
+    migrations.upgrade(db, "orders")
     store = OrderStore(db)
-    store.ensure_counter()
     channel = grpc.aio.insecure_channel(mesh)
     servicer = OrderServicer(OrderWorkflow(store, InventoryClient(channel)), store)
     app = create_server(

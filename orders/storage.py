@@ -9,18 +9,18 @@ gap-free and makes commit order equal sequence order, on SQLite and PostgreSQL.
 import datetime as dt
 import json
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, and_, or_, select, update
+from sqlalchemy import MetaData, BigInteger, ForeignKey, Integer, String, Text, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from meshkit.database import Database, UTCDateTime
+from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime
 from meshkit.errors import NotFound
 from meshkit.money import NANOS_PER_UNIT, Money
 from orders import domain
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class OrderRow(Base):
@@ -135,11 +135,6 @@ class OrderStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    def ensure_counter(self) -> None:
-        with self._db.engine.begin() as connection:
-            if connection.execute(select(EventCounterRow.id)).first() is None:
-                connection.execute(EventCounterRow.__table__.insert().values(id=1, last_sequence=0))
 
     async def find_by_request(self, request_id: str) -> tuple[domain.Order, str | None] | None:
         def work(session: Session):

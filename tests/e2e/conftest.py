@@ -13,18 +13,29 @@ import pytest
 from google.type import money_pb2
 
 from devmesh.launcher import Layout, Mesh
+from tests.conftest import BACKENDS, database_env
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2_grpc
 
 
-@pytest.fixture(scope="session")
-def mesh(tmp_path_factory):
-    data = tmp_path_factory.mktemp("mesh")
+def start_mesh(request, data_dir, backend: str):
+    """A mesh on free ports with its databases on backend; yields it running."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    layout = Layout.on_free_ports({**base, "SHOPMESH_DATA_DIR": str(data)})
-    with Mesh(layout, data / "run") as running:
-        yield running
+    env, created = database_env(backend, data_dir, request)
+    layout = Layout.on_free_ports({**base, **env})
+    try:
+        with Mesh(layout, data_dir / "run") as running:
+            yield running
+    finally:
+        for url in created:
+            request.getfixturevalue("postgres").drop_database(url)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def mesh(request, tmp_path_factory):
+    """The shared mesh of most end-to-end tests, once per database backend."""
+    yield from start_mesh(request, tmp_path_factory.mktemp(f"mesh-{request.param}"), request.param)
 
 
 @dataclass

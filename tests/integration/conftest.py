@@ -38,25 +38,25 @@ async def _stop(running: Running) -> None:
 
 
 @pytest.fixture
-async def inventory(tmp_path):
-    env = {"INVENTORY_LISTEN": "127.0.0.1:0", "SHOPMESH_DATA_DIR": str(tmp_path)}
+async def inventory(service_env):
+    env = {**service_env, "INVENTORY_LISTEN": "127.0.0.1:0"}
     running = await _start(create_inventory, env, inventory_pb2_grpc.InventoryServiceStub)
     yield running
     await _stop(running)
 
 
 @pytest.fixture
-async def orders(tmp_path, inventory):
+async def orders(service_env, inventory):
     # No Envoy at this level: Orders reaches Inventory directly.
-    env = {"ORDERS_LISTEN": "127.0.0.1:0", "SHOPMESH_DATA_DIR": str(tmp_path), "MESH_ADDRESS": inventory.address}
+    env = {**service_env, "ORDERS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": inventory.address}
     running = await _start(create_orders, env, orders_pb2_grpc.OrderServiceStub)
     yield running
     await _stop(running)
 
 
 @pytest.fixture
-async def notifications(tmp_path):
-    env = {"NOTIFICATIONS_LISTEN": "127.0.0.1:0", "SHOPMESH_DATA_DIR": str(tmp_path)}
+async def notifications(service_env):
+    env = {**service_env, "NOTIFICATIONS_LISTEN": "127.0.0.1:0"}
     running = await _start(create_notifications, env, notifications_pb2_grpc.NotificationServiceStub)
     yield running
     await _stop(running)

@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from notifications.storage import NotificationRow
 from shopmesh.notifications.v1 import notifications_pb2 as pb
+from tests.conftest import database_url
 
 
-def seed(path, count: int) -> None:
-    engine = create_engine(f"sqlite:///{path}")
+def seed(url: str, count: int) -> None:
+    engine = create_engine(url)
     now = dt.datetime.now(dt.timezone.utc)
     with Session(engine) as session, session.begin():
         for i in range(count):
@@ -40,8 +41,8 @@ async def test_empty_until_events_arrive(notifications):
     assert list(response.notifications) == [] and response.next_page_token == ""
 
 
-async def test_filters_and_pages(notifications, tmp_path):
-    seed(tmp_path / "notifications.db", 12)
+async def test_filters_and_pages(notifications, service_env):
+    seed(database_url(service_env, "notifications"), 12)
     seen, token = [], ""
     while True:
         page = await notifications.stub.ListNotifications(

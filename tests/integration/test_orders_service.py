@@ -13,6 +13,7 @@ from orders.main import create_app
 from orders.storage import OrderEventRow
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
+from tests.conftest import database_url
 from tests.integration.conftest import product
 from tests.integration.test_inventory_service import available, details
 
@@ -152,13 +153,13 @@ async def test_list_filters_by_customer_and_pages_newest_first(orders, stocked):
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_every_change_writes_one_event_in_sequence(orders, stocked, tmp_path):
+async def test_every_change_writes_one_event_in_sequence(orders, stocked, service_env):
     order = await orders.stub.CreateOrder(create(A=1))
     await orders.stub.ConfirmOrder(pb.ConfirmOrderRequest(order_id=order.order_id))
     await orders.stub.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id))
     with pytest.raises(grpc.aio.AioRpcError):
         await orders.stub.ShipOrder(pb.ShipOrderRequest(order_id=order.order_id))
-    engine = create_engine(f"sqlite:///{tmp_path / 'orders.db'}")
+    engine = create_engine(database_url(service_env, "orders"))
     with Session(engine) as session:
         rows = session.scalars(select(OrderEventRow).order_by(OrderEventRow.sequence)).all()
     engine.dispose()
@@ -171,8 +172,8 @@ async def test_every_change_writes_one_event_in_sequence(orders, stocked, tmp_pa
     assert '"status": "CANCELLED"' in rows[-1].snapshot
 
 
-async def test_inventory_unreachable_is_unavailable(tmp_path):
-    app = await create_app({"ORDERS_LISTEN": "127.0.0.1:0", "SHOPMESH_DATA_DIR": str(tmp_path), "MESH_ADDRESS": "127.0.0.1:1"})
+async def test_inventory_unreachable_is_unavailable(service_env):
+    app = await create_app({**service_env, "ORDERS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": "127.0.0.1:1"})
     await app.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
