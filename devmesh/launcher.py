@@ -207,6 +207,12 @@ class Mesh:
                 process.wait()
         return process.returncode
 
+    def kill(self, name: str) -> None:
+        """SIGKILL by PID, as a crash would: no shutdown code runs."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait()
+
     def stop(self) -> dict[str, int | None]:
         # Envoy first, so that no new call reaches a service that is draining.
         return {name: self.stop_process(name) for name in ["envoy", *reversed(SERVICES)] if name in self.processes}

@@ -7,7 +7,7 @@ PostgreSQL lock rows in one order and never deadlock.
 
 import datetime as dt
 
-from sqlalchemy import MetaData, BigInteger, ForeignKey, Integer, String, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, MetaData, String, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 

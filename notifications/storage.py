@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from sqlalchemy import MetaData, BigInteger, Integer, String, Text, select
+from sqlalchemy import BigInteger, Integer, MetaData, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime

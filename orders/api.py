@@ -3,6 +3,7 @@
 import datetime as dt
 
 import grpc
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 from meshkit import pagination
 from meshkit.errors import Validator
@@ -10,7 +11,6 @@ from meshkit.protoconv import money_to_proto, timestamp
 from orders import domain
 from orders.storage import OrderStore
 from orders.workflow import OrderWorkflow
-from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 STATUS_TO_PROTO = {
     domain.OrderStatus.PENDING: orders_pb2.ORDER_STATUS_PENDING,

@@ -3,6 +3,9 @@
 from collections.abc import Mapping
 
 import grpc
+from shopmesh.inventory.v1 import inventory_pb2
+from shopmesh.notifications.v1 import notifications_pb2
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 from meshkit import config, migrations
 from meshkit.database import Database
@@ -11,9 +14,6 @@ from orders.api import OrderServicer
 from orders.inventory_client import InventoryClient
 from orders.storage import OrderStore
 from orders.workflow import OrderWorkflow
-from shopmesh.inventory.v1 import inventory_pb2
-from shopmesh.notifications.v1 import notifications_pb2
-from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 # Envoy routes the public listener's reflection here, so this server also

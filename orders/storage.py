@@ -9,7 +9,7 @@ gap-free and makes commit order equal sequence order, on SQLite and PostgreSQL.
 import datetime as dt
 import json
 
-from sqlalchemy import MetaData, BigInteger, ForeignKey, Integer, String, Text, and_, or_, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, MetaData, String, Text, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from meshkit.migrations import run_migrations
 from inventory.storage import Base
+from meshkit.migrations import run_migrations
 
 run_migrations(context, Base.metadata)
