@@ -35,6 +35,7 @@ protodeps: $(INSTALLED)
 	$(BIN)/python -m devmesh.codegen --deps
 
 lint: install
+	$(BIN)/ruff check .
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
