@@ -2,6 +2,7 @@
 
 import grpc
 from google.type import money_pb2
+
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 DEMO_PRODUCTS = (

@@ -1,12 +1,11 @@
 """InventoryService servicer: request -> domain/storage -> response, nothing more."""
 
-from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-
 from inventory import domain
 from inventory.storage import InventoryStore
 from meshkit import pagination
 from meshkit.errors import FieldViolation, InvalidArgument
 from meshkit.protoconv import money_from_proto, money_proto_problem, money_to_proto, timestamp
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 _STATUS = {
     domain.ReservationStatus.RESERVED: inventory_pb2.Reservation.STATUS_RESERVED,

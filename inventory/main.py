@@ -2,13 +2,12 @@
 
 from collections.abc import Mapping
 
-from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-
 from inventory.api import InventoryServicer
 from inventory.storage import InventoryStore
 from meshkit import config, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
 

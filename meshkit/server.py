@@ -37,24 +37,50 @@ class ServiceBinding:
 
 @dataclass
 class MeshServer:
+    """A built server and what runs and closes with it.
+
+    background: coroutine functions run as tasks while the server runs
+    (consumers, senders, change feeds); cancelled when it stops.
+    on_stopping: called once health says NOT_SERVING, before in-flight calls
+    are waited for (e.g. to end streams that would otherwise never finish).
+    on_close: called last, after the server has stopped (databases, channels).
+    """
+
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
     service_names: list[str]
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
         await self.server.start()
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._tasks = [asyncio.create_task(run(), name=run.__qualname__) for run in self.background]
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """NOT_SERVING first (so Envoy's health checks move traffic away), then stop
-        taking calls, let in-flight ones finish within grace, then close resources."""
+        background work and taking calls, let in-flight ones finish within grace,
+        then close resources."""
         await self.health.enter_graceful_shutdown()
+        for stopping in self.on_stopping:
+            stopping()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
         for close in reversed(self.on_close):
             await close()
+
+
+def _log_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def _add_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:

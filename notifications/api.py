@@ -1,11 +1,10 @@
 """NotificationService servicer: request -> storage -> response, nothing more."""
 
-from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
-
 from meshkit import pagination
 from meshkit.protoconv import timestamp
 from notifications import domain
 from notifications.storage import NotificationStore
+from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 
 _STATUS = {
     domain.NotificationStatus.PENDING: notifications_pb2.Notification.STATUS_PENDING,

@@ -2,13 +2,12 @@
 
 from collections.abc import Mapping
 
-from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
-
 from meshkit import config, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from notifications.api import NotificationServicer
 from notifications.storage import NotificationStore
+from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 
 SERVICE_NAME = notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 

@@ -2,15 +2,14 @@
 
 import datetime as dt
 
-import grpc
-from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
-
 from meshkit import pagination
-from meshkit.errors import Validator
+from meshkit.errors import FieldViolation, InvalidArgument, Unavailable, Validator
 from meshkit.protoconv import money_to_proto, timestamp
 from orders import domain
+from orders.feed import LAGGED, ChangeFeed
 from orders.storage import OrderStore
 from orders.workflow import OrderWorkflow
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 STATUS_TO_PROTO = {
     domain.OrderStatus.PENDING: orders_pb2.ORDER_STATUS_PENDING,
@@ -18,7 +17,12 @@ STATUS_TO_PROTO = {
     domain.OrderStatus.SHIPPED: orders_pb2.ORDER_STATUS_SHIPPED,
     domain.OrderStatus.CANCELLED: orders_pb2.ORDER_STATUS_CANCELLED,
 }
+EVENT_TYPE_TO_PROTO = {
+    domain.EventType.CREATED: orders_pb2.OrderEvent.TYPE_CREATED,
+    domain.EventType.STATUS_CHANGED: orders_pb2.OrderEvent.TYPE_STATUS_CHANGED,
+}
 MAX_ORDER_ID_LENGTH = 64
+BACKLOG_PAGE = 500
 
 
 def order_to_proto(order: domain.Order) -> orders_pb2.Order:
@@ -35,6 +39,16 @@ def order_to_proto(order: domain.Order) -> orders_pb2.Order:
         total=money_to_proto(order.total),
         create_time=timestamp(order.create_time),
         update_time=timestamp(order.update_time),
+    )
+
+
+def event_to_proto(event: domain.OrderEvent) -> orders_pb2.OrderEvent:
+    return orders_pb2.OrderEvent(
+        sequence=event.sequence,
+        type=EVENT_TYPE_TO_PROTO[event.type],
+        order=order_to_proto(event.order),
+        previous_status=STATUS_TO_PROTO[event.previous_status] if event.previous_status else 0,
+        event_time=timestamp(event.event_time),
     )
 
 
@@ -56,9 +70,10 @@ def _list_key(key: list) -> tuple[dt.datetime, str]:
 
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, workflow: OrderWorkflow, store: OrderStore) -> None:
+    def __init__(self, workflow: OrderWorkflow, store: OrderStore, feed: ChangeFeed) -> None:
         self._workflow = workflow
         self._store = store
+        self._feed = feed
 
     async def CreateOrder(self, request, context):
         new = domain.validate_new_order(
@@ -93,9 +108,43 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         return order_to_proto(await self._workflow.move(_order_id(request), domain.OrderStatus.CANCELLED))
 
     async def WatchOrder(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchOrder is not available in this release yet")
-        yield  # makes this an async generator, as a server-streaming handler is
+        order_id = _order_id(request)
+        with self._feed.subscribe(order_id) as subscription:
+            # Subscribed before reading: no change can fall between the two.
+            order, seen = await self._store.get_with_sequence(order_id)
+            yield order_to_proto(order)
+            while not order.status.terminal:
+                event = await subscription.next()
+                if event is None:
+                    raise Unavailable("the Order service is restarting; watch the order again")
+                if event is LAGGED:
+                    order, seen = await self._store.get_with_sequence(order_id)
+                    yield order_to_proto(order)
+                elif event.sequence > seen:
+                    order, seen = event.order, event.sequence
+                    yield order_to_proto(order)
 
     async def StreamOrderEvents(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "StreamOrderEvents is not available in this release yet")
-        yield  # makes this an async generator, as a server-streaming handler is
+        if request.after_sequence < 0:
+            raise InvalidArgument([FieldViolation("after_sequence", "must not be negative")])
+        cursor = request.after_sequence
+        with self._feed.subscribe() as subscription:
+            while True:
+                # The stored backlog, page by page, until caught up ...
+                while True:
+                    events = await self._store.events_after(cursor, BACKLOG_PAGE)
+                    for event in events:
+                        yield event_to_proto(event)
+                        cursor = event.sequence
+                    if len(events) < BACKLOG_PAGE:
+                        break
+                # ... then live events from the feed, until it says we lag behind.
+                while True:
+                    event = await subscription.next()
+                    if event is None:
+                        raise Unavailable("the Order service is restarting; resume from your last sequence")
+                    if event is LAGGED or event.sequence > cursor + 1:
+                        break
+                    if event.sequence == cursor + 1:
+                        yield event_to_proto(event)
+                        cursor = event.sequence

@@ -2,11 +2,11 @@
 Envoy's mesh listener. Envoy, not this code, retries and times out."""
 
 import grpc
-from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 from meshkit.protoconv import money_from_proto
 from meshkit.status import from_rpc_error
 from orders import domain
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 
 class InventoryClient:

@@ -3,17 +3,18 @@
 from collections.abc import Mapping
 
 import grpc
-from shopmesh.inventory.v1 import inventory_pb2
-from shopmesh.notifications.v1 import notifications_pb2
-from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 from meshkit import config, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from orders.api import OrderServicer
+from orders.feed import ChangeFeed
 from orders.inventory_client import InventoryClient
 from orders.storage import OrderStore
 from orders.workflow import OrderWorkflow
+from shopmesh.inventory.v1 import inventory_pb2
+from shopmesh.notifications.v1 import notifications_pb2
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 # Envoy routes the public listener's reflection here, so this server also
@@ -30,14 +31,18 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     db = Database(config.database_url(env, "ORDERS_DATABASE_URL", "orders.db"))
     migrations.upgrade(db, "orders")
     store = OrderStore(db)
+    feed = ChangeFeed(store)
     channel = grpc.aio.insecure_channel(mesh)
-    servicer = OrderServicer(OrderWorkflow(store, InventoryClient(channel)), store)
+    workflow = OrderWorkflow(store, InventoryClient(channel), on_change=feed.wake)
+    servicer = OrderServicer(workflow, store, feed)
     app = create_server(
         listen,
         [ServiceBinding(SERVICE_NAME, servicer, orders_pb2_grpc.add_OrderServiceServicer_to_server)],
         error_domain="orders.shopmesh",
         reflect_also=MESH_API,
     )
+    app.background.append(feed.run)
+    app.on_stopping.append(feed.close)
     app.on_close.extend([db.close, channel.close])
     return app
 

@@ -9,7 +9,7 @@ gap-free and makes commit order equal sequence order, on SQLite and PostgreSQL.
 import datetime as dt
 import json
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, MetaData, String, Text, and_, or_, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, MetaData, String, Text, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -223,6 +223,21 @@ class OrderStore:
             return after
 
         return await self._db.transaction(work)
+
+    async def get_with_sequence(self, order_id: str) -> tuple[domain.Order, int]:
+        """The order and the sequence of its latest event, read together."""
+
+        def work(session: Session) -> tuple[domain.Order, int]:
+            order = _order_row(session, order_id).to_domain()
+            sequence = session.scalar(select(func.max(OrderEventRow.sequence)).where(OrderEventRow.order_id == order_id))
+            return order, sequence or 0
+
+        return await self._db.transaction(work)
+
+    async def last_sequence(self) -> int:
+        return await self._db.transaction(
+            lambda session: session.scalar(select(EventCounterRow.last_sequence).where(EventCounterRow.id == 1)) or 0
+        )
 
     async def events_after(self, sequence: int, limit: int) -> list[domain.OrderEvent]:
         def work(session: Session) -> list[domain.OrderEvent]:

@@ -4,6 +4,7 @@ order database and the Inventory service, in the order that keeps them consisten
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 
 from meshkit.database import utcnow
 from meshkit.errors import AlreadyExists, DomainError
@@ -15,9 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class OrderWorkflow:
-    def __init__(self, store: OrderStore, inventory: InventoryClient) -> None:
+    def __init__(self, store: OrderStore, inventory: InventoryClient, on_change: Callable[[], None]) -> None:
         self._store = store
         self._inventory = inventory
+        # Told after every committed change, so open streams see it at once.
+        self._on_change = on_change
         # Serialises cancel against other moves of the same order in this
         # process, so stock is never released for an order that shipped meanwhile.
         self._order_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -33,7 +36,9 @@ class OrderWorkflow:
         lines = await self._inventory.reserve(order_id, new.items)
         try:
             order = domain.price_order(order_id, new, lines, utcnow())
-            return await self._store.create(order, new.request_id, new.fingerprint())
+            created = await self._store.create(order, new.request_id, new.fingerprint())
+            self._on_change()
+            return created
         except RequestConflict as conflict:
             return self._repeat(new, conflict.order, conflict.fingerprint)
         except BaseException:
@@ -72,4 +77,6 @@ class OrderWorkflow:
                 current = await self._store.get(order_id)
                 current.moved_to(target, utcnow())
                 await self._inventory.release(order_id)
-            return await self._store.move(order_id, target, utcnow())
+            moved = await self._store.move(order_id, target, utcnow())
+            self._on_change()
+            return moved

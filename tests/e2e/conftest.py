@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from google.type import money_pb2
+
+from devmesh.launcher import Layout, Mesh
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2_grpc
-
-from devmesh.launcher import Layout, Mesh
 from tests.conftest import BACKENDS, database_env
 
 

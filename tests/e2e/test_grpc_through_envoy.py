@@ -6,9 +6,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
-
 from tests.e2e.conftest import unique
 
 

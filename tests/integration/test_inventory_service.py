@@ -6,8 +6,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from shopmesh.inventory.v1 import inventory_pb2 as pb
 
+from shopmesh.inventory.v1 import inventory_pb2 as pb
 from tests.integration.conftest import product
 
 

@@ -4,11 +4,11 @@ import datetime as dt
 
 import grpc
 import pytest
-from shopmesh.notifications.v1 import notifications_pb2 as pb
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from notifications.storage import NotificationRow
+from shopmesh.notifications.v1 import notifications_pb2 as pb
 from tests.conftest import database_url
 
 

@@ -4,12 +4,12 @@ import asyncio
 
 import grpc
 import pytest
-from shopmesh.orders.v1 import orders_pb2 as pb
-from shopmesh.orders.v1 import orders_pb2_grpc
 from sqlalchemy import create_engine, func, select
 
 from orders.main import create_app
 from orders.storage import OrderEventRow, OrderRow, OrderStore
+from shopmesh.orders.v1 import orders_pb2 as pb
+from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import database_url
 from tests.integration.conftest import product
 from tests.integration.test_inventory_service import available

@@ -5,13 +5,13 @@ import asyncio
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from shopmesh.orders.v1 import orders_pb2 as pb
-from shopmesh.orders.v1 import orders_pb2_grpc
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from orders.main import create_app
 from orders.storage import OrderEventRow
+from shopmesh.orders.v1 import orders_pb2 as pb
+from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import database_url
 from tests.integration.conftest import product
 from tests.integration.test_inventory_service import available, details
