@@ -13,7 +13,8 @@ ShopMesh is up.
   public (gRPC, gRPC-Web, REST)  {public}
   mesh (service to service)      {mesh}
   Envoy admin                    http://{admin}/
-  data (SQLite, mail)            {data}
+  data (SQLite)                  {data}
+  emails (Maildir)               {data}/maildir/new (unless SMTP_HOST is set)
   Envoy logs                     {run_dir}/envoy.log, {run_dir}/envoy-access.log
 
 Try it:

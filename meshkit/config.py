@@ -29,6 +29,28 @@ def address(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = get(env, name, str(default))
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if parsed < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return parsed
+
+
+def seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = get(env, name, str(default))
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
+    if not parsed > 0:
+        raise ConfigError(f"{name}={value!r} must be more than 0 seconds")
+    return parsed
+
+
 def data_dir(env: Mapping[str, str]) -> Path:
     """SHOPMESH_DATA_DIR, default .data under the repository root; created if missing."""
     path = Path(get(env, "SHOPMESH_DATA_DIR", str(REPO_ROOT / ".data"))).expanduser()

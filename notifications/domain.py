@@ -1,8 +1,11 @@
-"""Notification rules in plain Python."""
+"""Notification rules in plain Python: which order events become which email,
+what it says, and how often a failed send is tried again."""
 
 import datetime as dt
 import enum
 from dataclasses import dataclass
+
+from meshkit.money import Money
 
 
 class NotificationStatus(enum.Enum):
@@ -26,3 +29,88 @@ class Notification:
     create_time: dt.datetime
     update_time: dt.datetime
     send_time: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """What the Notification service needs to know of an order event."""
+
+    sequence: int
+    order_id: str
+    customer_email: str
+    status: str  # PENDING, CONFIRMED, SHIPPED or CANCELLED: the order's status after the event
+    created: bool  # the event is the order's creation
+    lines: tuple[OrderLine, ...]
+    total: Money
+
+
+@dataclass(frozen=True)
+class Email:
+    recipient: str
+    subject: str
+    body: str
+    message_id: str
+
+
+# The sentence each event gets: created, then the status an order moved to.
+_HEADLINES = {
+    "CREATED": ("received", "Thank you! We have received your order {short} and reserved its items."),
+    "CONFIRMED": ("confirmed", "Your order {short} is confirmed and will be packed soon."),
+    "SHIPPED": ("shipped", "Your order {short} has been handed to the carrier."),
+    "CANCELLED": ("cancelled", "Your order {short} has been cancelled; nothing will be charged."),
+}
+MESSAGE_ID_DOMAIN = "shopmesh"
+
+
+def short_id(order_id: str) -> str:
+    return order_id.split("-")[0][:8]
+
+
+def message_id(event: OrderEvent) -> str:
+    """Stable per event, so a resend after a crash is recognisably the same email."""
+    return f"<{event.order_id}.{event.sequence}@{MESSAGE_ID_DOMAIN}>"
+
+
+def render(event: OrderEvent) -> Email:
+    verb, sentence = _HEADLINES["CREATED" if event.created else event.status]
+    short = short_id(event.order_id)
+    lines = [
+        f"  {line.quantity} x {line.product_id} at {line.unit_price} = {line.unit_price * line.quantity}"
+        for line in event.lines
+    ]
+    body = "\n".join(
+        [
+            "Hello,",
+            "",
+            sentence.format(short=short),
+            "",
+            f"Order {event.order_id}",
+            *lines,
+            f"  Total: {event.total}",
+            "",
+            "ShopMesh",
+        ]
+    )
+    return Email(event.customer_email, f"Order {short} {verb}", body + "\n", message_id(event))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential back-off between attempts, then FAILED after max_attempts."""
+
+    max_attempts: int = 10
+    first_delay: float = 2.0
+    max_delay: float = 300.0
+
+    def delay_after(self, attempts: int) -> float | None:
+        """Seconds to wait after `attempts` failed tries, or None to give up."""
+        if attempts >= self.max_attempts:
+            return None
+        return min(self.max_delay, self.first_delay * 2 ** (attempts - 1))

@@ -12,6 +12,7 @@ from orders.main import create_app as create_orders
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2_grpc
+from tests.smtp_sink import SmtpSink
 
 
 @dataclass
@@ -55,8 +56,23 @@ async def orders(service_env, inventory):
 
 
 @pytest.fixture
-async def notifications(service_env):
-    env = {**service_env, "NOTIFICATIONS_LISTEN": "127.0.0.1:0"}
+def smtp():
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+async def notifications(service_env, orders, smtp):
+    # No Envoy at this level: the consumer follows the Order service directly.
+    env = {
+        **service_env,
+        **smtp.env,
+        "NOTIFICATIONS_LISTEN": "127.0.0.1:0",
+        "MESH_ADDRESS": orders.address,
+        "NOTIFICATIONS_RETRY_SECONDS": "0.2",
+        "NOTIFICATIONS_RETRY_MAX_SECONDS": "0.5",
+    }
     running = await _start(create_notifications, env, notifications_pb2_grpc.NotificationServiceStub)
     yield running
     await _stop(running)

@@ -1,0 +1,71 @@
+"""Follows the Order service's event stream through Envoy's mesh listener and
+records one notification per event, moving the stored cursor with it.
+
+When the stream breaks (Orders or Envoy restarting) it is opened again from the
+stored cursor after a pause: a resume, not a retry, so nothing is skipped and
+nothing recorded twice.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from meshkit.database import utcnow
+from meshkit.protoconv import money_from_proto
+from notifications import domain
+from notifications.storage import NotificationStore
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+RESUME_PAUSE_SECONDS = 1.0
+
+
+def event_from_proto(event: orders_pb2.OrderEvent) -> domain.OrderEvent:
+    order = event.order
+    return domain.OrderEvent(
+        sequence=event.sequence,
+        order_id=order.order_id,
+        customer_email=order.customer_email,
+        status=orders_pb2.OrderStatus.Name(order.status).removeprefix("ORDER_STATUS_"),
+        created=event.type == orders_pb2.OrderEvent.TYPE_CREATED,
+        lines=tuple(
+            domain.OrderLine(item.product_id, item.quantity, money_from_proto(item.unit_price)) for item in order.items
+        ),
+        total=money_from_proto(order.total),
+    )
+
+
+class OrderEventConsumer:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        store: NotificationStore,
+        on_recorded: Callable[[], None],
+        resume_pause: float = RESUME_PAUSE_SECONDS,
+    ) -> None:
+        self._stub = orders_pb2_grpc.OrderServiceStub(channel)
+        self._store = store
+        self._on_recorded = on_recorded
+        self._resume_pause = resume_pause
+
+    async def run(self) -> None:
+        while True:
+            cursor = await self._store.cursor()
+            try:
+                await self._follow(cursor)
+            except grpc.aio.AioRpcError as error:
+                log.warning(
+                    "order event stream broke; resuming from the stored cursor",
+                    extra={"cursor": cursor, "code": error.code().name, "details": error.details()},
+                )
+            await asyncio.sleep(self._resume_pause)
+
+    async def _follow(self, cursor: int) -> None:
+        stream = self._stub.StreamOrderEvents(orders_pb2.StreamOrderEventsRequest(after_sequence=cursor))
+        async for event in stream:
+            email = domain.render(event_from_proto(event))
+            await self._store.record(event.sequence, event.order.order_id, email, utcnow())
+            self._on_recorded()

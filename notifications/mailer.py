@@ -1,0 +1,53 @@
+"""Where emails go: an SMTP server (aiosmtplib), or, with no SMTP configured, a
+local Maildir that any mail reader opens."""
+
+import asyncio
+import mailbox
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+import aiosmtplib
+
+from notifications import domain
+
+SMTP_TIMEOUT_SECONDS = 30
+
+
+def build_message(notification: domain.Notification, sender: str) -> EmailMessage:
+    """The email of a notification. Its Message-ID is the notification's, so a
+    resend carries the same one. Raises ValueError for a header that cannot be
+    written safely (the address is then refused for good, not retried)."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = notification.recipient
+    message["Subject"] = notification.subject
+    message["Message-ID"] = notification.message_id
+    message["Date"] = format_datetime(notification.create_time)
+    message.set_content(notification.body)
+    return message
+
+
+class SmtpMailer:
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    async def send(self, message: EmailMessage) -> None:
+        """Returns once the server accepted the message; raises if it did not."""
+        await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=SMTP_TIMEOUT_SECONDS)
+
+    def __str__(self) -> str:
+        return f"SMTP {self.host}:{self.port}"
+
+
+class MaildirMailer:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._box = mailbox.Maildir(path, create=True)
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._box.add, message)
+
+    def __str__(self) -> str:
+        return f"Maildir {self.path}"

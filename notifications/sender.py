@@ -1,0 +1,68 @@
+"""Sends pending notifications, oldest first, and tries failed ones again after
+the retry policy's back-off. A notification is SENT only once the mail server
+has accepted it."""
+
+import asyncio
+import logging
+
+from meshkit.database import utcnow
+from notifications import domain
+from notifications.mailer import build_message
+from notifications.storage import NotificationStore
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+
+
+class Sender:
+    def __init__(self, store: NotificationStore, mailer, sender_address: str, policy: domain.RetryPolicy) -> None:
+        self._store = store
+        self._mailer = mailer
+        self._sender_address = sender_address
+        self._policy = policy
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A notification was recorded: send it now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            due = await self._store.due(utcnow(), BATCH_SIZE)
+            for notification in due:
+                await self._attempt(notification)
+            if len(due) == BATCH_SIZE:
+                continue
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        next_time = await self._store.next_attempt_time()
+        timeout = None if next_time is None else max(0.0, (next_time - utcnow()).total_seconds())
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _attempt(self, notification: domain.Notification) -> None:
+        try:
+            message = build_message(notification, self._sender_address)
+        except ValueError as error:
+            await self._store.mark_failed_attempt(
+                notification.notification_id, f"cannot build the email: {error}", utcnow(), domain.RetryPolicy(0)
+            )
+            return
+        try:
+            await self._mailer.send(message)
+        except Exception as error:  # noqa: BLE001 - any failure to hand over is retried
+            status = await self._store.mark_failed_attempt(
+                notification.notification_id, f"{type(error).__name__}: {error}", utcnow(), self._policy
+            )
+            log.warning(
+                "email not accepted",
+                extra={"notification_id": notification.notification_id, "error": str(error), "status": status.value},
+            )
+            return
+        await self._store.mark_sent(notification.notification_id, utcnow())
+        log.info("email sent", extra={"notification_id": notification.notification_id, "order_id": notification.order_id})
