@@ -19,11 +19,11 @@ from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import BACKENDS, database_env
 
 
-def start_mesh(request, data_dir, backend: str):
+def start_mesh(request, data_dir, backend: str, extra_env: dict | None = None):
     """A mesh on free ports with its databases on backend; yields it running."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SMTP_"))}
     env, created = database_env(backend, data_dir, request)
-    layout = Layout.on_free_ports({**base, **env})
+    layout = Layout.on_free_ports({**base, **env, **(extra_env or {})})
     try:
         with Mesh(layout, data_dir / "run") as running:
             yield running
@@ -72,12 +72,12 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture
-def new_product(public):
-    """Creates a product with a fresh id through Envoy; returns its id."""
+def new_product_in():
+    """Creates a product with a fresh id through the given stubs; returns its id."""
 
-    def make(available: int, units: int = 5, nanos: int = 0) -> str:
+    def make(stubs: Stubs, available: int, units: int = 5, nanos: int = 0) -> str:
         product_id = unique("P")
-        public.inventory.CreateProduct(
+        stubs.inventory.CreateProduct(
             inventory_pb2.CreateProductRequest(
                 product=inventory_pb2.Product(
                     product_id=product_id,
@@ -91,6 +91,12 @@ def new_product(public):
         return product_id
 
     return make
+
+
+@pytest.fixture
+def new_product(public, new_product_in):
+    """Creates a product with a fresh id through the shared mesh's Envoy; returns its id."""
+    return lambda available, units=5, nanos=0: new_product_in(public, available, units, nanos)
 
 
 @dataclass
