@@ -40,7 +40,13 @@ ENV_VARS = MappingProxyType({
     "notifications": ("NOTIFICATIONS_UPSTREAM", "NOTIFICATIONS_LISTEN"),
     "descriptor_set": ("ENVOY_DESCRIPTOR_SET",),
     "access_log": ("ENVOY_ACCESS_LOG",),
+    "rate_limit_rps": ("ENVOY_RATE_LIMIT_RPS",),
+    "rate_limit_burst": ("ENVOY_RATE_LIMIT_BURST",),
+    "unary_max_requests": ("ENVOY_UNARY_MAX_REQUESTS",),
+    "max_pending_requests": ("ENVOY_MAX_PENDING_REQUESTS",),
 })
+# Numbers of the resilience policy that differ by deployment (and that tests shrink).
+LIMITS = ("rate_limit_rps", "rate_limit_burst", "unary_max_requests", "max_pending_requests")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,13 @@ class EnvoyParams:
     notifications: str = "127.0.0.1:50053"
     descriptor_set: Path = paths.DESCRIPTOR_SET
     access_log: str = "/dev/stdout"
+    # public listener's token bucket: sustained requests per second, and the burst above it
+    rate_limit_rps: int = 2000
+    rate_limit_burst: int = 4000
+    # circuit breaker of the unary clusters (inventory, notifications): requests in flight at once
+    unary_max_requests: int = 5000
+    # circuit breaker of every cluster: requests waiting for a connection
+    max_pending_requests: int = 4096
 
 
 def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
@@ -62,8 +75,16 @@ def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
     chosen = {}
     for field in fields(EnvoyParams):
         value = next((env[name] for name in ENV_VARS[field.name] if env.get(name)), None)
-        if value is not None:
-            chosen[field.name] = Path(value) if field.name == "descriptor_set" else value
+        if value is None:
+            continue
+        if field.name == "descriptor_set":
+            chosen[field.name] = Path(value)
+        elif field.name in LIMITS:
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"{ENV_VARS[field.name][0]}={value!r} must be a positive whole number")
+            chosen[field.name] = int(value)
+        else:
+            chosen[field.name] = value
     return EnvoyParams(**chosen)
 
 
@@ -92,6 +113,7 @@ def render(params: EnvoyParams) -> str:
     # Envoy resolves a relative proto_descriptor against its own working directory
     values["descriptor_set"] = json.dumps(str(Path(params.descriptor_set).resolve()))
     values["access_log"] = json.dumps(str(params.access_log))
+    values.update({name: getattr(params, name) for name in LIMITS})
     return Template(TEMPLATE.read_text()).substitute(values)
 
 

@@ -195,17 +195,21 @@ class Mesh:
 
     def stop_process(self, name: str) -> int | None:
         """SIGTERM by PID, SIGKILL if it has not exited in time; returns its exit status."""
-        process = self.processes.pop(name, None)
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        return self._stop_all([name]).get(name)
+
+    def _stop_all(self, names: list[str]) -> dict[str, int | None]:
+        """SIGTERM to all at once (their drains overlap), then wait for each."""
+        stopping = {name: self.processes.pop(name) for name in names if name in self.processes}
+        for process in stopping.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in stopping.values():
             try:
                 process.wait(STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        return process.returncode
+        return {name: process.returncode for name, process in stopping.items()}
 
     def kill(self, name: str) -> None:
         """SIGKILL by PID, as a crash would: no shutdown code runs."""
@@ -215,7 +219,7 @@ class Mesh:
 
     def stop(self) -> dict[str, int | None]:
         # Envoy first, so that no new call reaches a service that is draining.
-        return {name: self.stop_process(name) for name in ["envoy", *reversed(SERVICES)] if name in self.processes}
+        return {**self._stop_all(["envoy"]), **self._stop_all(list(reversed(SERVICES)))}
 
     def __enter__(self) -> "Mesh":
         return self.start()

@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 
-from inventory.api import InventoryServicer
+from inventory import faults
 from inventory.storage import InventoryStore
 from meshkit import config, migrations
 from meshkit.database import Database
@@ -16,7 +16,7 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     listen = config.address(env, "INVENTORY_LISTEN", "127.0.0.1:50052")
     db = Database(config.database_url(env, "INVENTORY_DATABASE_URL", "inventory.db"))
     migrations.upgrade(db, "inventory")
-    servicer = InventoryServicer(InventoryStore(db))
+    servicer = faults.servicer_from_env(env, InventoryStore(db))
     app = create_server(
         listen,
         [ServiceBinding(SERVICE_NAME, servicer, inventory_pb2_grpc.add_InventoryServiceServicer_to_server)],

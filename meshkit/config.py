@@ -40,14 +40,15 @@ def integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -
     return parsed
 
 
-def seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def seconds(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:
+    """A duration in seconds: more than 0, or at least minimum when one is given."""
     value = get(env, name, str(default))
     try:
         parsed = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
-    if not parsed > 0:
-        raise ConfigError(f"{name}={value!r} must be more than 0 seconds")
+    if (minimum is None and not parsed > 0) or (minimum is not None and parsed < minimum):
+        raise ConfigError(f"{name}={value!r} must be {'more than 0' if minimum is None else f'at least {minimum}'} seconds")
     return parsed
 
 

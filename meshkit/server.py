@@ -17,11 +17,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from meshkit import config, logs
-from meshkit.status import ErrorInterceptor
+from meshkit.status import CallInterceptor
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# Between NOT_SERVING and closing the port: long enough for Envoy's health checks
+# (1 s apart, 2 failures) to move traffic away, so no new call meets a closed port.
+SHUTDOWN_DRAIN_SECONDS = 3.0
+# Every ShopMesh message is small; refuse anything larger early (RESOURCE_EXHAUSTED).
+MAX_MESSAGE_BYTES = 1024 * 1024
 # The v1 reflection protocol is wire-identical to v1alpha; newer clients ask v1 first.
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
@@ -63,13 +68,14 @@ class MeshServer:
         for task in self._tasks:
             task.add_done_callback(_log_crash)
 
-    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """NOT_SERVING first (so Envoy's health checks move traffic away), then stop
-        background work and taking calls, let in-flight ones finish within grace,
-        then close resources."""
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS, drain: float = 0.0) -> None:
+        """NOT_SERVING first, then keep serving for drain seconds while Envoy's health
+        checks move traffic away; then stop background work and taking calls, let
+        in-flight ones finish within grace, and close resources."""
         await self.health.enter_graceful_shutdown()
         for stopping in self.on_stopping:
             stopping()
+        await asyncio.sleep(drain)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -109,9 +115,9 @@ def create_server(
     descriptors its reflection should describe.
     """
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(error_domain)],
+        interceptors=[CallInterceptor(error_domain)],
         # A second server on a busy port must fail, not share it silently.
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
     )
     for binding in bindings:
         binding.add_to_server(binding.servicer, server)
@@ -126,7 +132,7 @@ def create_server(
     return MeshServer(server, health_servicer, port, names)
 
 
-async def serve(app: MeshServer) -> None:
+async def serve(app: MeshServer, drain: float = SHUTDOWN_DRAIN_SECONDS) -> None:
     """Runs app until SIGTERM or SIGINT, then shuts it down gracefully."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -135,8 +141,8 @@ async def serve(app: MeshServer) -> None:
     await app.start()
     log.info("serving", extra={"port": app.port, "services": app.service_names})
     await stopping.wait()
-    log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
-    await app.stop()
+    log.info("shutting down", extra={"drain_seconds": drain, "grace_seconds": SHUTDOWN_GRACE_SECONDS})
+    await app.stop(drain=drain)
     log.info("stopped")
 
 
@@ -146,7 +152,9 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
     logs.configure(service)
 
     async def main() -> None:
-        await serve(await create_app(config.environ()))
+        env = config.environ()
+        drain = config.seconds(env, "SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS, minimum=0.0)
+        await serve(await create_app(env), drain)
 
     try:
         asyncio.run(main())

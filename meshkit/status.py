@@ -13,7 +13,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from meshkit import errors
+from meshkit import errors, request_context
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ async def abort(context: grpc.aio.ServicerContext, error: errors.DomainError, do
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns DomainError into a rich status and any unexpected exception into
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every served call: binds its request id (meshkit.request_context),
+    turns DomainError into a rich status and any unexpected exception into
     INTERNAL without leaking its text to the client (it is logged instead)."""
 
     def __init__(self, domain: str) -> None:
@@ -99,6 +100,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary
 
             async def unary_unary(request, context):
+                request_context.bind(context)
                 try:
                     return await inner(request, context)
                 except grpc.aio.AbortError:
@@ -111,6 +113,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request, context):
+                request_context.bind(context)
                 try:
                     async for response in inner_stream(request, context):
                         yield response

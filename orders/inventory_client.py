@@ -4,6 +4,7 @@ Envoy's mesh listener. Envoy, not this code, retries and times out."""
 import grpc
 
 from meshkit.protoconv import money_from_proto
+from meshkit.request_context import outgoing_metadata
 from meshkit.status import from_rpc_error
 from orders import domain
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -19,7 +20,7 @@ class InventoryClient:
             items=[inventory_pb2.ReservationItem(product_id=i.product_id, quantity=i.quantity) for i in items],
         )
         try:
-            reservation = await self._stub.ReserveStock(request)
+            reservation = await self._stub.ReserveStock(request, metadata=outgoing_metadata())
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error, "inventory") from None
         return [
@@ -29,6 +30,8 @@ class InventoryClient:
 
     async def release(self, reservation_id: str) -> None:
         try:
-            await self._stub.ReleaseStock(inventory_pb2.ReleaseStockRequest(reservation_id=reservation_id))
+            await self._stub.ReleaseStock(
+                inventory_pb2.ReleaseStockRequest(reservation_id=reservation_id), metadata=outgoing_metadata()
+            )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error, "inventory") from None

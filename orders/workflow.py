@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Callable
 
 from meshkit.database import utcnow
-from meshkit.errors import AlreadyExists, DomainError
+from meshkit.errors import AlreadyExists, DomainError, Unavailable
 from orders import domain
 from orders.inventory_client import InventoryClient
 from orders.storage import OrderStore, RequestConflict
@@ -33,7 +33,16 @@ class OrderWorkflow:
         order_id = new.new_order_id()
         # The order id is the reservation id: a repeat (by request_id, or by
         # Envoy retrying) reserves the same stock once.
-        lines = await self._inventory.reserve(order_id, new.items)
+        try:
+            lines = await self._inventory.reserve(order_id, new.items)
+        except Unavailable:
+            # The reservation may have committed before the failure. With a
+            # request_id the caller repeats the request and reuses it; without
+            # one nobody can, so give it back (this also keeps a retry of it
+            # that is still on its way from taking stock).
+            if not new.request_id:
+                await self._release_after_failure(order_id)
+            raise
         try:
             order = domain.price_order(order_id, new, lines, utcnow())
             created = await self._store.create(order, new.request_id, new.fingerprint())
