@@ -148,6 +148,8 @@ class Mesh:
                 # no shared-memory hot-restart segment to collide on.
                 "--disable-hot-restart",
                 "--log-path", str(self.run_dir / "envoy.log"),
+                # the access log reaches its file within a second, not Envoy's default ten
+                "--file-flush-interval-msec", "1000",
             ],
         )
         self._wait_envoy_healthy(timeout)
