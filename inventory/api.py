@@ -65,8 +65,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         size = pagination.page_size(request.page_size)
         after = pagination.decode(request.page_token, {}, str)
         products = await self._store.list_products(after, size + 1)
-        page = products[:size]
-        token = pagination.encode(page[-1].product_id, {}) if len(products) > size else ""
+        page, token = pagination.cut(products, size, {}, lambda last: last.product_id)
         return inventory_pb2.ListProductsResponse(
             products=[product_to_proto(p) for p in page], next_page_token=token
         )

@@ -46,3 +46,10 @@ def decode(token: str, filters: dict, parse: Callable[[Any], T]) -> T | None:
             [FieldViolation("page_token", "was issued for other filters; send the same filters as the first page")]
         )
     return key
+
+
+def cut(found: list[T], size: int, filters: dict, last_key: Callable[[T], Any]) -> tuple[list[T], str]:
+    """The page and its next_page_token, from up to size + 1 items read (one more
+    than a page tells whether another page follows)."""
+    page = found[:size]
+    return page, encode(last_key(page[-1]), filters) if len(found) > size else ""

@@ -40,8 +40,7 @@ class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):
         size = pagination.page_size(request.page_size)
         before = pagination.decode(request.page_token, filters, int)
         found = await self._store.page(request.order_id, request.recipient, before, size + 1)
-        page = found[:size]
-        token = pagination.encode(int(page[-1].notification_id), filters) if len(found) > size else ""
+        page, token = pagination.cut(found, size, filters, lambda last: int(last.notification_id))
         return notifications_pb2.ListNotificationsResponse(
             notifications=[notification_to_proto(n) for n in page], next_page_token=token
         )

@@ -91,11 +91,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         size = pagination.page_size(request.page_size)
         after = pagination.decode(request.page_token, filters, _list_key)
         orders = await self._store.page(request.customer_email, after, size + 1)
-        page = orders[:size]
-        token = ""
-        if len(orders) > size:
-            last = page[-1]
-            token = pagination.encode([last.create_time.isoformat(), last.order_id], filters)
+        page, token = pagination.cut(orders, size, filters, lambda last: [last.create_time.isoformat(), last.order_id])
         return orders_pb2.ListOrdersResponse(orders=[order_to_proto(o) for o in page], next_page_token=token)
 
     async def ConfirmOrder(self, request, context):
