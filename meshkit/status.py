@@ -5,8 +5,11 @@ travels as a trailers-only response that Envoy can retry, count and turn into
 an HTTP status.
 """
 
+import asyncio
+import contextlib
 import inspect
 import logging
+import time
 
 import grpc
 from google.protobuf import any_pb2
@@ -80,7 +83,8 @@ async def abort(context: grpc.aio.ServicerContext, error: errors.DomainError, do
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every served call: binds its request id (meshkit.request_context),
     turns DomainError into a rich status and any unexpected exception into
-    INTERNAL without leaking its text to the client (it is logged instead)."""
+    INTERNAL without leaking its text to the client (it is logged instead), and
+    logs one line when the call ends: method, gRPC status, duration."""
 
     def __init__(self, domain: str) -> None:
         self._domain = domain
@@ -91,6 +95,36 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         log.exception("unexpected error in %s", method, exc_info=error)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
+    @contextlib.asynccontextmanager
+    async def _call(self, context, method: str):
+        request_context.bind(context)
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            yield
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as error:  # noqa: BLE001 - mapped, never swallowed
+            code = grpc.StatusCode.INTERNAL
+            try:
+                await self._fail(context, error, method)
+            except grpc.aio.AbortError:
+                code = context.code() or code
+                raise
+        finally:
+            log.info(
+                "rpc",
+                extra={
+                    "method": method,
+                    "grpc_status": code.name if isinstance(code, grpc.StatusCode) else str(code),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
@@ -100,27 +134,17 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary
 
             async def unary_unary(request, context):
-                request_context.bind(context)
-                try:
+                async with self._call(context, method):
                     return await inner(request, context)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as error:  # noqa: BLE001 - mapped, never swallowed
-                    await self._fail(context, error, method)
 
             return handler._replace(unary_unary=unary_unary)
         if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request, context):
-                request_context.bind(context)
-                try:
+                async with self._call(context, method):
                     async for response in inner_stream(request, context):
                         yield response
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as error:  # noqa: BLE001 - mapped, never swallowed
-                    await self._fail(context, error, method)
 
             return handler._replace(unary_stream=unary_stream)
         return handler
