@@ -27,7 +27,7 @@ TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
 
 # Envoy binds these itself: they must be IP addresses. Upstreams may be names (STRICT_DNS).
 LISTENERS = ("public", "mesh", "admin")
-UPSTREAMS = ("orders", "inventory", "notifications")
+UPSTREAMS = ("orders", "inventory", "notifications", "collector")
 
 # Field -> environment variables, first set one wins. A service's *_LISTEN address is where
 # Envoy finds it locally; *_UPSTREAM overrides it where the two differ (compose).
@@ -44,6 +44,7 @@ ENV_VARS = MappingProxyType({
     "rate_limit_burst": ("ENVOY_RATE_LIMIT_BURST",),
     "unary_max_requests": ("ENVOY_UNARY_MAX_REQUESTS",),
     "max_pending_requests": ("ENVOY_MAX_PENDING_REQUESTS",),
+    "collector": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
 })
 # Numbers of the resilience policy that differ by deployment (and that tests shrink).
 LIMITS = ("rate_limit_rps", "rate_limit_burst", "unary_max_requests", "max_pending_requests")
@@ -68,6 +69,8 @@ class EnvoyParams:
     unary_max_requests: int = 5000
     # circuit breaker of every cluster: requests waiting for a connection
     max_pending_requests: int = 4096
+    # OTLP/gRPC collector for Envoy's spans; None: tracing context is passed on, nothing sampled
+    collector: str | None = None
 
 
 def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
@@ -77,7 +80,9 @@ def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
         value = next((env[name] for name in ENV_VARS[field.name] if env.get(name)), None)
         if value is None:
             continue
-        if field.name == "descriptor_set":
+        if field.name == "collector":
+            chosen[field.name] = value.split("://", 1)[-1].rstrip("/")
+        elif field.name == "descriptor_set":
             chosen[field.name] = Path(value)
         elif field.name in LIMITS:
             if not value.isdigit() or int(value) < 1:
@@ -101,7 +106,8 @@ def render(params: EnvoyParams) -> str:
     """The bootstrap YAML for params. Raises ValueError for a malformed address."""
     values: dict[str, object] = {}
     for name in LISTENERS + UPSTREAMS:
-        host, port = split_address(getattr(params, name))
+        # without a collector the cluster is still declared (the tracer needs one) but never used
+        host, port = split_address(getattr(params, name) or "127.0.0.1:4317")
         if name in LISTENERS:
             try:
                 ipaddress.ip_address(host)
@@ -114,6 +120,7 @@ def render(params: EnvoyParams) -> str:
     values["descriptor_set"] = json.dumps(str(Path(params.descriptor_set).resolve()))
     values["access_log"] = json.dumps(str(params.access_log))
     values.update({name: getattr(params, name) for name in LIMITS})
+    values["trace_sampling"] = 100 if params.collector else 0
     return Template(TEMPLATE.read_text()).substitute(values)
 
 

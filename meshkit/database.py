@@ -8,6 +8,7 @@ writers of several processes from deadlocking on the same file.
 """
 
 import asyncio
+import contextvars
 import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,8 @@ from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from meshkit import telemetry
 
 T = TypeVar("T")
 
@@ -96,6 +99,7 @@ class Database:
                 parsed, pool_size=POSTGRES_POOL_SIZE, max_overflow=0, pool_pre_ping=True
             )
             workers = POSTGRES_POOL_SIZE
+        telemetry.instrument_engine(self.engine)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="db")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -107,7 +111,10 @@ class Database:
         """Runs work(session) in one transaction: committed if it returns,
         rolled back if it raises."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, work)
+        # The caller's context goes along: its trace (database spans become
+        # children of the call's span) and its request id (for logs).
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, self._run, work)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from meshkit import config, logs
+from meshkit import config, logs, telemetry
 from meshkit.status import CallInterceptor
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,12 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
     async def main() -> None:
         env = config.environ()
         drain = config.seconds(env, "SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS, minimum=0.0)
-        await serve(await create_app(env), drain)
+        tracing = telemetry.configure(service, env)
+        try:
+            await serve(await create_app(env), drain)
+        finally:
+            if tracing is not None:
+                tracing.shutdown()  # exports the spans still buffered
 
     try:
         asyncio.run(main())

@@ -1,0 +1,130 @@
+"""One CreateOrder is one trace across Envoy and the services, with database spans
+underneath, received by an OTLP collector running in the test."""
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import BACKENDS
+from tests.e2e.conftest import start_mesh, unique
+from tests.otlp_collector import Collector
+
+
+@pytest.fixture
+def collector():
+    running = Collector().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def traced_mesh(request, tmp_path, collector):
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    yield from start_mesh(request, tmp_path, request.param, env)
+
+
+def trace_of(collector, request_id_span_filter, services: set[str], timeout: float = 15):
+    """Waits until the trace holding a span that matches the filter has spans of every service."""
+    deadline = time.monotonic() + timeout
+    while True:
+        spans = collector.spans()
+        roots = [s for s in spans if request_id_span_filter(s)]
+        if roots:
+            trace_id = roots[0].trace_id
+            in_trace = [s for s in spans if s.trace_id == trace_id]
+            if services <= {s.service for s in in_trace} or time.monotonic() > deadline:
+                return in_trace
+        elif time.monotonic() > deadline:
+            return []
+        time.sleep(0.1)
+
+
+def post(mesh, path: str, body: dict, request_id: str):
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://{mesh.layout.public}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"content-type": "application/json", "x-request-id": request_id},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def create_product(mesh) -> str:
+    product_id = unique("T")
+    body = {"productId": product_id, "title": "traced", "price": {"currencyCode": "EUR", "units": "3"}, "available": "10"}
+    assert post(mesh, "/v1/products", body, unique("rid")) == 200
+    return product_id
+
+
+def test_one_order_is_one_trace_across_envoy_and_the_services(traced_mesh, collector):
+    mesh = traced_mesh
+    product_id = create_product(mesh)
+    request_id = unique("rid")
+    status = post(mesh, "/v1/orders", {"customerEmail": "trace@example.com", "items": [{"productId": product_id, "quantity": 1}]}, request_id)
+    assert status == 200
+    spans = trace_of(
+        collector,
+        lambda s: s.service == "envoy" and any(v.string_value == request_id for v in s.attributes.values()),
+        {"envoy", "orders", "inventory"},
+    )
+    services = {s.service for s in spans}
+    assert {"envoy", "orders", "inventory"} <= services, services
+    by_id = {s.span_id: s for s in spans}
+    # Every span but the edge's has its parent in the same trace: one tree.
+    roots = [s for s in spans if s.parent_span_id not in by_id]
+    assert len(roots) == 1 and roots[0].service == "envoy", [(s.service, s.name) for s in roots]
+
+    def chain(span):
+        while span is not None:
+            yield span.service
+            span = by_id.get(span.parent_span_id)
+
+    reserve = next(s for s in spans if s.service == "inventory" and s.name.endswith("ReserveStock"))
+    path = list(chain(reserve))
+    # inventory <- Envoy (mesh) <- orders (client, server) <- Envoy (public)
+    assert path[0] == "inventory" and path[-1] == "envoy" and "orders" in path and path.count("envoy") == 2, path
+    assert any(s.service == "orders" and s.name.endswith("CreateOrder") for s in spans)
+    database = [s for s in spans if "db.system" in s.attributes or "db.system.name" in s.attributes]
+    assert {s.service for s in database} >= {"orders", "inventory"}
+    # Envoy's access log names the same trace for the request.
+    deadline = time.monotonic() + 5
+    logged = []
+    while not logged and time.monotonic() < deadline:
+        entries = [json.loads(line) for line in (mesh.run_dir / "envoy-access.log").read_text().splitlines()]
+        logged = [e["trace_id"] for e in entries if e["request_id"] == request_id]
+        time.sleep(0.1)
+    assert logged and set(logged) == {spans[0].trace_id}
+
+
+def test_a_failed_order_has_error_spans_and_its_logs_carry_the_trace_id(traced_mesh, collector):
+    mesh = traced_mesh
+    request_id = unique("rid")
+    status = post(mesh, "/v1/orders", {"customerEmail": "trace@example.com", "items": [{"productId": "NO-SUCH", "quantity": 1}]}, request_id)
+    assert status == 404
+    spans = trace_of(
+        collector,
+        lambda s: s.service == "envoy" and any(v.string_value == request_id for v in s.attributes.values()),
+        {"envoy", "orders", "inventory"},
+    )
+    # OpenTelemetry's gRPC conventions: a client span is an error for any code but OK; a
+    # server span records the code (NOT_FOUND is the caller's mistake, not the server's).
+    reserve_client = next(s for s in spans if s.service == "orders" and s.name.endswith("ReserveStock"))
+    assert reserve_client.error
+    servers = [s for s in spans if s.name.endswith(("CreateOrder", "ReserveStock")) and "rpc.grpc.status_code" in s.attributes]
+    assert {s.service for s in servers} == {"orders", "inventory"}
+    assert {s.attributes["rpc.grpc.status_code"].int_value for s in servers} == {5}
+    trace_id = spans[0].trace_id
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in mesh.log_path("orders").read_text().splitlines() if line.startswith("{")]
+        mine = [e for e in lines if e.get("request_id") == request_id and e.get("message") == "rpc"]
+        if mine:
+            break
+        time.sleep(0.1)
+    assert mine and mine[0]["trace_id"] == trace_id and mine[0]["grpc_status"] == "NOT_FOUND"
