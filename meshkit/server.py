@@ -154,12 +154,12 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
     async def main() -> None:
         env = config.environ()
         drain = config.seconds(env, "SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS, minimum=0.0)
-        tracing = telemetry.configure(service, env)
+        providers = telemetry.configure(service, env)
         try:
             await serve(await create_app(env), drain)
         finally:
-            if tracing is not None:
-                tracing.shutdown()  # exports the spans still buffered
+            for provider in providers:
+                provider.shutdown()  # exports what is still buffered
 
     try:
         asyncio.run(main())

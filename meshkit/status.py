@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from opentelemetry import metrics
 
 from meshkit import errors, request_context
 
@@ -88,6 +89,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, domain: str) -> None:
         self._domain = domain
+        # OpenTelemetry's RPC metric: one histogram gives counts and latencies per method and code.
+        self._duration = metrics.get_meter("meshkit").create_histogram(
+            "rpc.server.duration", unit="ms", description="Duration of served gRPC calls"
+        )
 
     async def _fail(self, context, error: Exception, method: str) -> None:
         if isinstance(error, errors.DomainError):
@@ -116,14 +121,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 code = context.code() or code
                 raise
         finally:
-            log.info(
-                "rpc",
-                extra={
-                    "method": method,
-                    "grpc_status": code.name if isinstance(code, grpc.StatusCode) else str(code),
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
+            status = code.name if isinstance(code, grpc.StatusCode) else str(code)
+            duration_ms = (time.perf_counter() - started) * 1000
+            service, _, name = method.lstrip("/").rpartition("/")
+            self._duration.record(
+                duration_ms, {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, "rpc.grpc.status": status}
             )
+            log.info("rpc", extra={"method": method, "grpc_status": status, "duration_ms": round(duration_ms, 2)})
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

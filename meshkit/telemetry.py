@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing, chosen by OpenTelemetry's standard variables.
+"""OpenTelemetry tracing and metrics, chosen by OpenTelemetry's standard variables.
 
 With OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) set, every served and
 every outgoing gRPC call gets a span (OpenTelemetry's grpc.aio instrumentation),
@@ -9,35 +9,48 @@ is instrumented and nothing is exported, so nothing can fail to connect.
 
 from collections.abc import Mapping
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Link
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy.engine import Engine
 
 
-def wanted(env: Mapping[str, str]) -> bool:
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    disabled = env.get("OTEL_SDK_DISABLED", "").lower() == "true" or env.get("OTEL_TRACES_EXPORTER") == "none"
+def wanted(env: Mapping[str, str], signal: str = "TRACES") -> bool:
+    """Whether a signal (TRACES, METRICS) is to be exported, by OpenTelemetry's variables."""
+    endpoint = env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    disabled = env.get("OTEL_SDK_DISABLED", "").lower() == "true" or env.get(f"OTEL_{signal}_EXPORTER") == "none"
     return bool(endpoint) and not disabled
 
 
-def configure(service: str, env: Mapping[str, str]) -> TracerProvider | None:
-    """Installs the tracer provider and the gRPC instrumentation, before any
-    server or channel exists. Returns the provider to shut down, or None."""
-    if not wanted(env):
-        return None
+def configure(service: str, env: Mapping[str, str]) -> list:
+    """Installs the tracer and meter providers (and the gRPC instrumentation)
+    that the variables ask for, before any server or channel exists. Returns the
+    providers, to shut down at exit."""
     # OTEL_SERVICE_NAME, when set, wins over the service's own name.
-    attributes = {} if env.get("OTEL_SERVICE_NAME") else {"service.name": service}
-    provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    GrpcAioInstrumentorServer().instrument()
-    GrpcAioInstrumentorClient().instrument()
-    return provider
+    resource = Resource.create({} if env.get("OTEL_SERVICE_NAME") else {"service.name": service})
+    providers: list = []
+    if wanted(env, "TRACES"):
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(tracer_provider)
+        GrpcAioInstrumentorServer().instrument()
+        GrpcAioInstrumentorClient().instrument()
+        providers.append(tracer_provider)
+    if wanted(env, "METRICS"):
+        # Exported every OTEL_METRIC_EXPORT_INTERVAL ms (60 s by default).
+        meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+        metrics.set_meter_provider(meter_provider)
+        providers.append(meter_provider)
+    return providers
 
 
 def instrument_engine(engine: Engine) -> None:
@@ -47,3 +60,19 @@ def instrument_engine(engine: Engine) -> None:
         SQLAlchemyInstrumentor().instrument(
             engine=engine, tracer_provider=trace.get_tracer_provider(), skip_dep_check=True
         )
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, or None when nothing is traced."""
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
+
+
+def link_to(traceparent: str | None) -> list[Link]:
+    """A span link to the trace a traceparent names (none for an empty one)."""
+    if not traceparent:
+        return []
+    context = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    span_context = context.get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []

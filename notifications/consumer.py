@@ -11,7 +11,9 @@ import logging
 from collections.abc import Callable
 
 import grpc
+from opentelemetry import trace
 
+from meshkit import telemetry
 from meshkit.database import utcnow
 from meshkit.protoconv import money_from_proto
 from notifications import domain
@@ -50,6 +52,7 @@ class OrderEventConsumer:
         self._store = store
         self._on_recorded = on_recorded
         self._resume_pause = resume_pause
+        self._tracer = trace.get_tracer(__name__)
 
     async def run(self) -> None:
         while True:
@@ -66,6 +69,11 @@ class OrderEventConsumer:
     async def _follow(self, cursor: int) -> None:
         stream = self._stub.StreamOrderEvents(orders_pb2.StreamOrderEventsRequest(after_sequence=cursor))
         async for event in stream:
-            email = domain.render(event_from_proto(event))
-            await self._store.record(event.sequence, event.order.order_id, email, utcnow())
+            # A span of its own, linked to the trace of the order change.
+            with self._tracer.start_as_current_span(
+                "record notification", links=telemetry.link_to(event.trace_parent),
+                attributes={"shopmesh.order_id": event.order.order_id, "shopmesh.event_sequence": event.sequence},
+            ):
+                email = domain.render(event_from_proto(event))
+                await self._store.record(event.sequence, event.order.order_id, email, utcnow(), event.trace_parent or None)
             self._on_recorded()

@@ -29,6 +29,7 @@ class Notification:
     create_time: dt.datetime
     update_time: dt.datetime
     send_time: dt.datetime | None
+    trace_parent: str | None = None  # of the order change the notification is about
 
 
 @dataclass(frozen=True)

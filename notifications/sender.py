@@ -5,6 +5,9 @@ has accepted it."""
 import asyncio
 import logging
 
+from opentelemetry import trace
+
+from meshkit import telemetry
 from meshkit.database import utcnow
 from notifications import domain
 from notifications.mailer import build_message
@@ -22,6 +25,7 @@ class Sender:
         self._sender_address = sender_address
         self._policy = policy
         self._wake = asyncio.Event()
+        self._tracer = trace.get_tracer(__name__)
 
     def wake(self) -> None:
         """A notification was recorded: send it now."""
@@ -54,7 +58,11 @@ class Sender:
             )
             return
         try:
-            await self._mailer.send(message)
+            with self._tracer.start_as_current_span(
+                "send email", kind=trace.SpanKind.CLIENT, links=telemetry.link_to(notification.trace_parent),
+                attributes={"shopmesh.notification_id": notification.notification_id, "shopmesh.mailer": str(self._mailer)},
+            ):
+                await self._mailer.send(message)
         except Exception as error:  # noqa: BLE001 - any failure to hand over is retried
             status = await self._store.mark_failed_attempt(
                 notification.notification_id, f"{type(error).__name__}: {error}", utcnow(), self._policy

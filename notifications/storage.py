@@ -37,6 +37,7 @@ class NotificationRow(Base):
     send_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # When a PENDING notification is next tried; NULL once SENT or FAILED.
     next_attempt_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    trace_parent: Mapped[str | None] = mapped_column(String(55))
 
     def to_domain(self) -> domain.Notification:
         return domain.Notification(
@@ -53,6 +54,7 @@ class NotificationRow(Base):
             create_time=self.create_time,
             update_time=self.update_time,
             send_time=self.send_time,
+            trace_parent=self.trace_parent,
         )
 
 
@@ -91,7 +93,9 @@ class NotificationStore:
             or 0
         )
 
-    async def record(self, sequence: int, order_id: str, email: domain.Email, now: dt.datetime) -> None:
+    async def record(
+        self, sequence: int, order_id: str, email: domain.Email, now: dt.datetime, trace_parent: str | None = None
+    ) -> None:
         """Stores the event's notification as PENDING and moves the cursor past it, together."""
 
         def work(session: Session) -> None:
@@ -115,6 +119,7 @@ class NotificationStore:
                     create_time=now,
                     update_time=now,
                     next_attempt_time=now,
+                    trace_parent=trace_parent,
                 )
             )
             cursor.last_sequence = sequence

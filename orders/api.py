@@ -49,6 +49,7 @@ def event_to_proto(event: domain.OrderEvent) -> orders_pb2.OrderEvent:
         order=order_to_proto(event.order),
         previous_status=STATUS_TO_PROTO[event.previous_status] if event.previous_status else 0,
         event_time=timestamp(event.event_time),
+        trace_parent=event.trace_parent or "",
     )
 
 

@@ -101,6 +101,7 @@ class OrderEvent:
     order: Order
     previous_status: OrderStatus | None
     event_time: dt.datetime
+    trace_parent: str | None = None  # W3C traceparent of the call that made the change
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, ForeignKey, Integer, MetaData, String, Text, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from meshkit import telemetry
 from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime
 from meshkit.errors import NotFound
 from meshkit.money import NANOS_PER_UNIT, Money
@@ -77,6 +78,7 @@ class OrderEventRow(Base):
     # and stays true after later changes.
     snapshot: Mapped[str] = mapped_column(Text)
     event_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    trace_parent: Mapped[str | None] = mapped_column(String(55))
 
     def to_domain(self) -> domain.OrderEvent:
         return domain.OrderEvent(
@@ -85,6 +87,7 @@ class OrderEventRow(Base):
             snapshot_from_json(self.snapshot),
             domain.OrderStatus(self.previous_status) if self.previous_status else None,
             self.event_time,
+            self.trace_parent,
         )
 
 
@@ -276,5 +279,6 @@ def _append_event(
             previous_status=previous.value if previous else None,
             snapshot=snapshot_to_json(order),
             event_time=order.update_time,
+            trace_parent=telemetry.current_traceparent(),
         )
     )

@@ -20,7 +20,11 @@ def collector():
 
 @pytest.fixture(params=BACKENDS)
 def traced_mesh(request, tmp_path, collector):
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+    }
     yield from start_mesh(request, tmp_path, request.param, env)
 
 
@@ -92,6 +96,15 @@ def test_one_order_is_one_trace_across_envoy_and_the_services(traced_mesh, colle
     assert any(s.service == "orders" and s.name.endswith("CreateOrder") for s in spans)
     database = [s for s in spans if "db.system" in s.attributes or "db.system.name" in s.attributes]
     assert {s.service for s in database} >= {"orders", "inventory"}
+    # The order's email is sent in a span of its own, linked to the order's trace.
+    trace_id = spans[0].trace_id
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        sends = [s for s in collector.spans() if s.service == "notifications" and s.name == "send email" and trace_id in s.links]
+        if sends:
+            break
+        time.sleep(0.1)
+    assert sends, "no email span linked to the order's trace"
     # Envoy's access log names the same trace for the request.
     deadline = time.monotonic() + 5
     logged = []
@@ -128,3 +141,21 @@ def test_a_failed_order_has_error_spans_and_its_logs_carry_the_trace_id(traced_m
             break
         time.sleep(0.1)
     assert mine and mine[0]["trace_id"] == trace_id and mine[0]["grpc_status"] == "NOT_FOUND"
+
+
+def test_services_export_rpc_metrics(traced_mesh, collector):
+    mesh = traced_mesh
+    product_id = create_product(mesh)
+    for _ in range(3):
+        post(mesh, "/v1/orders", {"customerEmail": "metrics@example.com", "items": [{"productId": product_id, "quantity": 1}]}, unique("rid"))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        points = [p for p in collector.histogram_points() if p.metric == "rpc.server.duration"]
+        created = [p for p in points if p.service == "orders" and p.attributes.get("rpc.method") == "CreateOrder"]
+        reserved = [p for p in points if p.service == "inventory" and p.attributes.get("rpc.method") == "ReserveStock"]
+        # cumulative histograms: the latest point counts every call so far
+        if created and reserved and max(p.count for p in created) >= 3:
+            break
+        time.sleep(0.2)
+    assert created and max(p.count for p in created) >= 3
+    assert reserved and reserved[-1].attributes["rpc.grpc.status"] == "OK"

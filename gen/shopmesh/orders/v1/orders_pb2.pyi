@@ -127,7 +127,7 @@ class StreamOrderEventsRequest(_message.Message):
     def __init__(self, after_sequence: _Optional[int] = ...) -> None: ...
 
 class OrderEvent(_message.Message):
-    __slots__ = ("sequence", "type", "order", "previous_status", "event_time")
+    __slots__ = ("sequence", "type", "order", "previous_status", "event_time", "trace_parent")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[OrderEvent.Type]
@@ -141,9 +141,11 @@ class OrderEvent(_message.Message):
     ORDER_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_STATUS_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     type: OrderEvent.Type
     order: Order
     previous_status: OrderStatus
     event_time: _timestamp_pb2.Timestamp
-    def __init__(self, sequence: _Optional[int] = ..., type: _Optional[_Union[OrderEvent.Type, str]] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., previous_status: _Optional[_Union[OrderStatus, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    trace_parent: str
+    def __init__(self, sequence: _Optional[int] = ..., type: _Optional[_Union[OrderEvent.Type, str]] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., previous_status: _Optional[_Union[OrderStatus, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_parent: _Optional[str] = ...) -> None: ...
