@@ -22,6 +22,7 @@ from meshkit.status import CallInterceptor
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+BACKGROUND_STOP_SECONDS = 5.0
 # Between NOT_SERVING and closing the port: long enough for Envoy's health checks
 # (1 s apart, 2 failures) to move traffic away, so no new call meets a closed port.
 SHUTDOWN_DRAIN_SECONDS = 3.0
@@ -78,7 +79,11 @@ class MeshServer:
         await asyncio.sleep(drain)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded: a task that ignores its cancellation must not hold shutdown forever.
+            _, stuck = await asyncio.wait(self._tasks, timeout=BACKGROUND_STOP_SECONDS)
+            for task in stuck:
+                log.error("background task did not stop", extra={"task": task.get_name()})
         await self.server.stop(grace)
         for close in reversed(self.on_close):
             await close()

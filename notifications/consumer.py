@@ -60,6 +60,10 @@ class OrderEventConsumer:
             try:
                 await self._follow(cursor)
             except grpc.aio.AioRpcError as error:
+                if asyncio.current_task().cancelling():
+                    # grpc.aio may report our own cancellation as a CANCELLED call:
+                    # the service is stopping, so stop rather than resume.
+                    raise asyncio.CancelledError from error
                 log.warning(
                     "order event stream broke; resuming from the stored cursor",
                     extra={"cursor": cursor, "code": error.code().name, "details": error.details()},

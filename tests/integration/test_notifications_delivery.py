@@ -115,7 +115,10 @@ async def test_a_restarted_service_resumes_after_its_cursor(orders, stocked, ser
     await first.start()
     await orders.stub.CreateOrder(create(A=1))
     await smtp.arrived(1, 10)
+    started = asyncio.get_running_loop().time()
     await first.stop(0)
+    # Its open order event stream must not hold the shutdown.
+    assert asyncio.get_running_loop().time() - started < 4
     for _ in range(3):
         await orders.stub.CreateOrder(create(A=1))
     second = await create_app(env)
