@@ -82,10 +82,6 @@ class ReservationLineRow(Base):
         return domain.ReservationLine(self.product_id, self.quantity, price)
 
 
-def _split(money: Money) -> tuple[int, int]:
-    return money.units_and_nanos
-
-
 class InventoryStore:
     """The Inventory database; every method is one transaction."""
 
@@ -97,7 +93,7 @@ class InventoryStore:
             if session.get(ProductRow, product.product_id) is not None:
                 raise AlreadyExists("product", product.product_id)
             now = utcnow()
-            units, nanos = _split(product.price)
+            units, nanos = product.price.units_and_nanos
             row = ProductRow(
                 product_id=product.product_id,
                 title=product.title.strip(),

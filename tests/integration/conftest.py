@@ -78,6 +78,17 @@ async def notifications(service_env, orders, smtp):
     await _stop(running)
 
 
+async def all_pages(list_call, request_for_token, items: str) -> list:
+    """Every item a paged List RPC returns, following next_page_token to the end."""
+    found, token = [], ""
+    while True:
+        page = await list_call(request_for_token(token))
+        found += getattr(page, items)
+        token = page.next_page_token
+        if not token:
+            return found
+
+
 def product(product_id: str, available: int, units: int = 5, nanos: int = 0, currency: str = "EUR"):
     return inventory_pb2.CreateProductRequest(
         product=inventory_pb2.Product(

@@ -8,7 +8,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from shopmesh.inventory.v1 import inventory_pb2 as pb
-from tests.integration.conftest import product
+from tests.integration.conftest import all_pages, product
 
 
 def details(error: grpc.aio.AioRpcError, kind):
@@ -62,13 +62,10 @@ async def test_bad_product_is_invalid_argument_with_field_violations(inventory):
 async def test_list_pages_through_every_product_once(inventory):
     for i in range(7):
         await inventory.stub.CreateProduct(product(f"P-{i}", 1))
-    seen, token = [], ""
-    while True:
-        page = await inventory.stub.ListProducts(pb.ListProductsRequest(page_size=3, page_token=token))
-        seen += [p.product_id for p in page.products]
-        token = page.next_page_token
-        if not token:
-            break
+    products = await all_pages(
+        inventory.stub.ListProducts, lambda token: pb.ListProductsRequest(page_size=3, page_token=token), "products"
+    )
+    seen = [p.product_id for p in products]
     assert seen == [f"P-{i}" for i in range(7)]
 
 

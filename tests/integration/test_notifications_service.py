@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from notifications.storage import NotificationRow
 from shopmesh.notifications.v1 import notifications_pb2 as pb
 from tests.conftest import database_url
+from tests.integration.conftest import all_pages
 
 
 def seed(url: str, count: int) -> None:
@@ -43,15 +44,12 @@ async def test_empty_until_events_arrive(notifications):
 
 async def test_filters_and_pages(notifications, service_env):
     seed(database_url(service_env, "notifications"), 12)
-    seen, token = [], ""
-    while True:
-        page = await notifications.stub.ListNotifications(
-            pb.ListNotificationsRequest(order_id="order-0", page_size=2, page_token=token)
-        )
-        seen += [n.event_sequence for n in page.notifications]
-        token = page.next_page_token
-        if not token:
-            break
+    listed = await all_pages(
+        notifications.stub.ListNotifications,
+        lambda token: pb.ListNotificationsRequest(order_id="order-0", page_size=2, page_token=token),
+        "notifications",
+    )
+    seen = [n.event_sequence for n in listed]
     assert seen == [11, 9, 7, 5, 3, 1]
     by_recipient = await notifications.stub.ListNotifications(
         pb.ListNotificationsRequest(recipient="c1@example.com")

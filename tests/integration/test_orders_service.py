@@ -13,7 +13,7 @@ from orders.storage import OrderEventRow
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import database_url
-from tests.integration.conftest import product
+from tests.integration.conftest import all_pages, product
 from tests.integration.test_inventory_service import available, details
 
 
@@ -136,15 +136,12 @@ async def test_list_filters_by_customer_and_pages_newest_first(orders, stocked):
     placed = []
     for i in range(5):
         placed.append(await orders.stub.CreateOrder(create(email=f"c{i % 2}@example.com", A=1)))
-    seen, token = [], ""
-    while True:
-        page = await orders.stub.ListOrders(
-            pb.ListOrdersRequest(customer_email="c0@example.com", page_size=2, page_token=token)
-        )
-        seen += [o.order_id for o in page.orders]
-        token = page.next_page_token
-        if not token:
-            break
+    listed = await all_pages(
+        orders.stub.ListOrders,
+        lambda token: pb.ListOrdersRequest(customer_email="c0@example.com", page_size=2, page_token=token),
+        "orders",
+    )
+    seen = [o.order_id for o in listed]
     assert seen == [o.order_id for o in reversed(placed) if o.customer_email == "c0@example.com"]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         first = await orders.stub.ListOrders(pb.ListOrdersRequest(customer_email="c0@example.com", page_size=1))
