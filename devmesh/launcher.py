@@ -108,11 +108,14 @@ class Mesh:
         return process
 
     def start_service(self, name: str, timeout: float = 30.0) -> None:
-        self._spawn(name, [sys.executable, "-m", name])
-        self._wait_serving(name, timeout)
+        self.start_process(name, [sys.executable, "-m", name], self.layout.address(LISTEN_VARS[name]), timeout)
 
-    def _wait_serving(self, name: str, timeout: float) -> None:
-        address = self.layout.address(LISTEN_VARS[name])
+    def start_process(self, name: str, command: list[str], address: str, timeout: float = 30.0) -> None:
+        """Starts any gRPC server process and waits until its health check at address says SERVING."""
+        self._spawn(name, command)
+        self._wait_serving(name, address, timeout)
+
+    def _wait_serving(self, name: str, address: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -221,7 +224,7 @@ class Mesh:
 
     def stop(self) -> dict[str, int | None]:
         # Envoy first, so that no new call reaches a service that is draining.
-        return {**self._stop_all(["envoy"]), **self._stop_all(list(reversed(SERVICES)))}
+        return {**self._stop_all(["envoy"]), **self._stop_all(list(reversed(self.processes)))}
 
     def __enter__(self) -> "Mesh":
         return self.start()

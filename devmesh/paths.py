@@ -1,5 +1,7 @@
 """Where things live in the repository."""
 
+import shutil
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -8,3 +10,11 @@ GEN = ROOT / "gen"
 DESCRIPTOR_SET = GEN / "shopmesh.pb"
 ENVOY_DIR = ROOT / "envoy"
 PROTO_DEPS = ROOT / ".protodeps"
+
+
+def executable(name: str) -> str | None:
+    """A command installed in this Python's environment (envoy, py-spy), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name)

@@ -8,48 +8,29 @@ server fails the run.
 """
 
 import os
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-PG_URL = os.environ.get("SHOPMESH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+from devmesh.postgres import DEFAULT_URL, PostgresServer
+
+PG_URL = os.environ.get("SHOPMESH_TEST_PG_URL", DEFAULT_URL)
 BACKENDS = ["sqlite", "postgresql"]
 SERVICES = ("orders", "inventory", "notifications")
-
-
-class PostgresServer:
-    def __init__(self, url: str) -> None:
-        self.url = make_url(url)
-        self.admin = create_engine(self.url, isolation_level="AUTOCOMMIT")
-
-    def create_database(self, prefix: str) -> str:
-        name = f"shopmesh_{prefix}_{uuid.uuid4().hex[:10]}"
-        with self.admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        return self.url.set(database=name).render_as_string(hide_password=False)
-
-    def drop_database(self, url: str) -> None:
-        name = make_url(url).database
-        with self.admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
 def postgres():
     server = PostgresServer(PG_URL)
     try:
-        with server.admin.connect():
-            pass
+        server.ping()
     except OperationalError as error:
         reason = f"no PostgreSQL server at {server.url.render_as_string()}: {str(error).splitlines()[0]}"
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI is set, so PostgreSQL is required)")
         pytest.skip(reason)
     yield server
-    server.admin.dispose()
+    server.close()
 
 
 def database_env(backend: str, data_dir, request) -> tuple[dict, list[str]]:

@@ -9,11 +9,11 @@ from collections import Counter
 import grpc
 import pytest
 
+from devmesh.smtp_sink import SmtpSink
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.orders.v1 import orders_pb2 as pb
 from tests.conftest import BACKENDS
 from tests.e2e.conftest import start_mesh, stubs_for
-from tests.smtp_sink import SmtpSink
 
 ORDERS = 300
 

@@ -6,13 +6,13 @@ import grpc
 import pytest
 from google.type import money_pb2
 
+from devmesh.smtp_sink import SmtpSink
 from inventory.main import create_app as create_inventory
 from notifications.main import create_app as create_notifications
 from orders.main import create_app as create_orders
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.smtp_sink import SmtpSink
 
 
 @dataclass

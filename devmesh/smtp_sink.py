@@ -1,4 +1,5 @@
-"""A real SMTP server (aiosmtpd) in the test process that keeps what it accepts."""
+"""A real SMTP server (aiosmtpd) on a thread of the calling process that keeps what it
+accepts and when: the tests' and the benchmark's mail sink."""
 
 import asyncio
 import email
@@ -18,6 +19,8 @@ class Received:
     to: str
     subject: str
     body: str
+    # wall-clock time of acceptance (time.time()), to compare with an order's create_time
+    accepted_at: float
 
 
 @dataclass
@@ -31,7 +34,7 @@ class SmtpSink:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append(
-                Received(parsed["Message-ID"], parsed["To"], parsed["Subject"], parsed.get_content())
+                Received(parsed["Message-ID"], parsed["To"], parsed["Subject"], parsed.get_content(), time.time())
             )
         return "250 Message accepted for delivery"
 

@@ -1,0 +1,73 @@
+"""`make bench`: python -m bench [--pg [URL]] [--duration S] [...]"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import report
+from bench.loadgen import ToolError
+from bench.suite import Options, Suite
+from devmesh.launcher import MeshError
+from devmesh.postgres import DEFAULT_URL
+
+RESULTS = Path("bench-results")
+
+
+def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
+    defaults = Options()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--pg", nargs="?", const=DEFAULT_URL, metavar="URL",
+                        help=f"also run on PostgreSQL (default server {DEFAULT_URL})")
+    parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds measured per scenario")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup, help="seconds of warm-up per scenario")
+    parser.add_argument("--connections", type=int, default=defaults.connections, help="h2load connections")
+    parser.add_argument("--streams", type=int, default=defaults.streams, help="h2load streams per connection")
+    parser.add_argument("--rest-connections", type=int, default=defaults.rest_connections, help="wrk connections")
+    parser.add_argument("--watchers", type=int, default=defaults.watchers, help="idle WatchOrder streams")
+    parser.add_argument("--watcher-connections", type=int, default=defaults.watcher_connections)
+    parser.add_argument("--lag-orders", type=int, default=defaults.lag_orders, help="orders timed to their email")
+    parser.add_argument("--profile-seconds", type=float, default=defaults.profile_seconds)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    parser.add_argument("--keep", action="store_true", help="keep databases and logs (printed at the end)")
+    args = parser.parse_args(argv)
+    backends = {"sqlite": None, **({"postgresql": args.pg} if args.pg else {})}
+    options = Options(
+        duration=args.duration, warmup=args.warmup, connections=args.connections, streams=args.streams,
+        rest_connections=args.rest_connections, watchers=args.watchers,
+        watcher_connections=args.watcher_connections, lag_orders=args.lag_orders,
+        profile_seconds=args.profile_seconds, backends=backends,
+    )
+    return options, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, args = options_from(argv)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="shopmesh-bench-"))
+    try:
+        results = Suite(options, workdir, say=lambda line: print(line, flush=True)).run()
+    except (ToolError, MeshError) as error:
+        print(f"make bench: {error}\n(logs in {workdir})", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.add_ratios(results)
+    results.options["seconds"] = round(time.monotonic() - started)
+    json_path, chart_path = args.out / f"{stamp}.json", args.out / f"{stamp}.png"
+    report.write_json(results, json_path)
+    report.write_chart(results, chart_path)
+    print()
+    print(report.headline(results))
+    print(report.table(results))
+    print(f"\nwritten: {json_path}, {chart_path}" + (f"; work files in {workdir}" if args.keep else ""))
+    return 1 if results.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The benchmark's anchor: the least a grpc.aio server can do per call.
+
+It answers OrderService.GetOrder by echoing the requested id, with no interceptor,
+logging, database or validation, so the same request reaches it directly or through
+an Envoy rendered from ShopMesh's own template (same routes, same filters, REST
+included). Health is SERVING for every ShopMesh service name, so that Envoy's
+active health checks pass for all three clusters pointed here.
+
+    python -m bench.echo 127.0.0.1:50099
+"""
+
+import asyncio
+import sys
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+
+SERVICE_NAMES = (
+    "",
+    "shopmesh.orders.v1.OrderService",
+    "shopmesh.inventory.v1.InventoryService",
+    "shopmesh.notifications.v1.NotificationService",
+)
+
+
+class EchoOrders(orders_pb2_grpc.OrderServiceServicer):
+    async def GetOrder(self, request, context):  # noqa: N802 - gRPC method name
+        return orders_pb2.Order(order_id=request.order_id)
+
+
+async def serve(address: str) -> None:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(EchoOrders(), server)
+    checks = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    server.add_insecure_port(address)
+    await server.start()
+    for name in SERVICE_NAMES:
+        await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m bench.echo HOST:PORT")
+    try:
+        asyncio.run(serve(sys.argv[1]))
+    except KeyboardInterrupt:
+        pass

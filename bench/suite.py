@@ -1,0 +1,281 @@
+"""The benchmark's scenarios, run against meshes it starts itself: an anchor (a
+trivial echo behind ShopMesh's own Envoy template) and a fresh ShopMesh per
+database backend, each on free loopback ports."""
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+from google.type import money_pb2
+
+from bench import loadgen, profile
+from bench.accesslog import AccessLog
+from bench.lag import Lag, notification_lag
+from bench.loadgen import Load, LoadResult
+from bench.processes import ProcessMeter
+from bench.profile import Hotspot
+from bench.watchers import FanOut, fan_out
+from devmesh.launcher import SERVICES, Layout, Mesh
+from devmesh.postgres import PostgresServer
+from devmesh.smtp_sink import SmtpSink
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+
+PRODUCT_ID = "BENCH-1"
+CUSTOMER = "bench@example.com"
+ECHO = "echo"
+# The public listener's rate limit would cap every figure at its own rate: lifted.
+UNLIMITED = {"ENVOY_RATE_LIMIT_RPS": "1000000", "ENVOY_RATE_LIMIT_BURST": "1000000"}
+GET_PATH = "/shopmesh.orders.v1.OrderService/GetOrder"
+CREATE_PATH = "/shopmesh.orders.v1.OrderService/CreateOrder"
+LIST_PATH = "/shopmesh.orders.v1.OrderService/ListOrders"
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float = 8.0
+    warmup: float = 2.0
+    connections: int = 4
+    streams: int = 16
+    rest_connections: int = 64
+    watchers: int = 2000
+    watcher_connections: int = 20
+    lag_orders: int = 200
+    profile_seconds: float = 6.0
+    # backend name -> PostgreSQL server URL (None for SQLite)
+    backends: dict[str, str | None] = field(default_factory=lambda: {"sqlite": None})
+
+    @property
+    def grpc_load(self) -> Load:
+        return Load(self.connections, self.streams)
+
+    @property
+    def rest_load(self) -> Load:
+        return Load(self.rest_connections)
+
+
+@dataclass
+class Measurement:
+    scenario: str
+    target: str  # "echo" or the database backend
+    tool: str
+    in_flight: int
+    rate: float | None
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    error_kinds: dict[str, int]
+    # CPU seconds each process spent per 1,000 calls
+    cpu_per_1k: dict[str, float]
+    # rps relative to the echo through Envoy of the same run
+    ratio: float | None = None
+
+
+@dataclass
+class Results:
+    options: dict
+    measurements: list[Measurement] = field(default_factory=list)
+    fan_out: dict[str, FanOut] = field(default_factory=dict)
+    lag: dict[str, Lag] = field(default_factory=dict)
+    profile: dict[str, list[Hotspot]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return (
+            sum(m.errors for m in self.measurements)
+            + sum(f.missed for f in self.fan_out.values())
+            + sum(l.missing for l in self.lag.values())
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "options": self.options,
+            "errors": self.errors,
+            "measurements": [asdict(m) for m in self.measurements],
+            "watch_fan_out": {k: asdict(v) for k, v in self.fan_out.items()},
+            "notification_lag": {k: asdict(v) for k, v in self.lag.items()},
+            "profile": {k: [asdict(h) for h in v] for k, v in self.profile.items()},
+        }
+
+
+class Suite:
+    def __init__(self, options: Options, workdir: Path, say: Callable[[str], None] = print) -> None:
+        self.options = options
+        self.workdir = workdir
+        self.say = say
+        self.results = Results(options={**asdict(options), "backends": list(options.backends)})
+
+    def run(self) -> Results:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SMTP_"))}
+        with self._anchor(base) as anchor:
+            self._anchor_scenarios(anchor)
+        sink = SmtpSink().start()
+        try:
+            for backend, pg_url in self.options.backends.items():
+                with self._shopmesh(base, sink, backend, pg_url) as mesh:
+                    self._shopmesh_scenarios(mesh, backend, sink)
+        finally:
+            sink.stop()
+        return self.results
+
+    # ------------------------------------------------------------ meshes
+
+    @contextlib.contextmanager
+    def _anchor(self, base: dict) -> Iterator[Mesh]:
+        layout = Layout.on_free_ports({**base, **UNLIMITED})
+        echo = layout.address("ORDERS_LISTEN")
+        layout = Layout.from_env({**layout.env, **{f"{s.upper()}_UPSTREAM": echo for s in SERVICES}})
+        mesh = Mesh(layout, self.workdir / "anchor")
+        try:
+            self.say(f"starting the echo anchor on {echo} and its Envoy on {layout.public}")
+            mesh.start_process(ECHO, [sys.executable, "-m", "bench.echo", echo], echo)
+            mesh.start_envoy()
+            yield mesh
+        finally:
+            mesh.stop()
+
+    @contextlib.contextmanager
+    def _shopmesh(self, base: dict, sink: SmtpSink, backend: str, pg_url: str | None) -> Iterator[Mesh]:
+        data = self.workdir / backend
+        env = {**base, **UNLIMITED, **sink.env, "SHOPMESH_DATA_DIR": str(data)}
+        server = PostgresServer(pg_url) if pg_url else None
+        created = []
+        try:
+            if server:
+                for service in SERVICES:
+                    created.append(url := server.create_database(f"bench_{service}"))
+                    env[f"{service.upper()}_DATABASE_URL"] = url
+            self.say(f"starting ShopMesh on {backend}")
+            with Mesh(Layout.on_free_ports(env), data / "run") as mesh:
+                yield mesh
+        finally:
+            for url in created:
+                server.drop_database(url)
+            if server:
+                server.close()
+
+    # ------------------------------------------------------------ scenarios
+
+    def _anchor_scenarios(self, anchor: Mesh) -> None:
+        body = self._body("get", orders_pb2.GetOrderRequest(order_id="ECHO-1"))
+        meter = _meter(anchor)
+        direct = ProcessMeter({ECHO: anchor.processes[ECHO].pid})
+        echo = anchor.layout.address("ORDERS_LISTEN")
+        log = _access_log(anchor)
+        grpc_load = self.options.grpc_load
+        self._measure("echo gRPC direct", ECHO, grpc_load, direct, None,
+                      lambda s: loadgen.h2load(f"http://{echo}{GET_PATH}", body, grpc_load, s))
+        self._measure("echo gRPC via Envoy", ECHO, grpc_load, meter, log,
+                      lambda s: loadgen.h2load(f"http://{anchor.layout.public}{GET_PATH}", body, grpc_load, s))
+        rest = self.options.rest_load
+        self._measure("echo REST via Envoy", ECHO, rest, meter, log,
+                      lambda s: loadgen.wrk(f"http://{anchor.layout.public}/v1/orders/ECHO-1", "GET", "", rest, s))
+
+    def _shopmesh_scenarios(self, mesh: Mesh, backend: str, sink: SmtpSink) -> None:
+        public = mesh.layout.public
+        meter = _meter(mesh)
+        log = _access_log(mesh)
+        grpc_load = self.options.grpc_load
+        with grpc.insecure_channel(public) as channel:
+            _create_product(channel)
+            orders = orders_pb2_grpc.OrderServiceStub(channel)
+            first = orders.CreateOrder(_new_order(), timeout=10)
+            watched = orders.CreateOrder(_new_order(), timeout=10)
+
+        self.say(f"  notification lag over {self.options.lag_orders} orders")
+        self.results.lag[backend] = asyncio.run(
+            notification_lag(public, sink, PRODUCT_ID, self.options.lag_orders, in_flight=16)
+        )
+
+        get = self._body("get", orders_pb2.GetOrderRequest(order_id=first.order_id))
+        self._measure("GetOrder gRPC", backend, grpc_load, meter, log,
+                      lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, grpc_load, s))
+        page = self._body("list", orders_pb2.ListOrdersRequest(page_size=50))
+        self._measure("ListOrders gRPC (50)", backend, grpc_load, meter, log,
+                      lambda s: loadgen.h2load(f"http://{public}{LIST_PATH}", page, grpc_load, s))
+
+        self.say(f"  {self.options.watchers} watchers of one order")
+        self.results.fan_out[backend] = asyncio.run(
+            fan_out(
+                public, watched.order_id, self.options.watchers, self.options.watcher_connections,
+                lambda: meter.rss_mb("orders"),
+            )
+        )
+
+        create = self._body("create", _new_order())
+        created = self._measure("CreateOrder gRPC", backend, grpc_load, meter, log,
+                                lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, s))
+        rest = self.options.rest_load
+        rest_body = '{"customerEmail": "%s", "items": [{"productId": "%s", "quantity": 1}]}' % (CUSTOMER, PRODUCT_ID)
+        self._measure("CreateOrder REST", backend, rest, meter, log,
+                      lambda s: loadgen.wrk(f"http://{public}/v1/orders", "POST", rest_body, rest, s))
+        half = Load(grpc_load.connections, grpc_load.streams, rate=max(1.0, created.rps / 2))
+        self._measure("CreateOrder gRPC at half rate", backend, half, meter, log,
+                      lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, half, s))
+
+        self.say(f"  profiling orders for {self.options.profile_seconds:g} s of CreateOrder")
+        output = self.workdir / f"profile-{backend}.txt"
+        recorder = profile.start(mesh.processes["orders"].pid, self.options.profile_seconds, output)
+        loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, self.options.profile_seconds)
+        self.results.profile[backend] = profile.finish(recorder, output)
+
+    def _measure(
+        self, scenario: str, target: str, load: Load, meter: ProcessMeter, log: AccessLog | None,
+        go: Callable[[float], LoadResult],
+    ) -> Measurement:
+        """A warm-up run, then the measured one; errors of both count."""
+        self.say(f"  {scenario} on {target}: {load.in_flight} in flight" + (f" at {load.rate:.0f}/s" if load.rate else ""))
+        mark = log.mark() if log else 0
+        warm = go(self.options.warmup)
+        before = meter.cpu_seconds()
+        result = go(self.options.duration)
+        cpu = meter.cpu_since(before)
+        failures = log.failures_since(mark) if log else Counter()
+        client_failures = warm.failed + result.failed
+        if client_failures:
+            failures[f"{result.tool} failures"] += client_failures
+        calls = max(result.succeeded, 1)
+        measurement = Measurement(
+            scenario, target, result.tool, load.in_flight, load.rate, result.rps, result.p50_ms, result.p99_ms,
+            sum(failures.values()), dict(failures), {name: 1000 * seconds / calls for name, seconds in cpu.items()},
+        )
+        self.results.measurements.append(measurement)
+        return measurement
+
+    def _body(self, name: str, message) -> Path:
+        path = self.workdir / f"{name}.grpc"
+        path.write_bytes(loadgen.grpc_frame(message))
+        return path
+
+
+def _meter(mesh: Mesh) -> ProcessMeter:
+    return ProcessMeter({name: process.pid for name, process in mesh.processes.items()})
+
+
+def _access_log(mesh: Mesh) -> AccessLog:
+    return AccessLog(mesh.run_dir / "envoy-access.log", mesh.layout.public)
+
+
+def _create_product(channel: grpc.Channel) -> None:
+    inventory_pb2_grpc.InventoryServiceStub(channel).CreateProduct(
+        inventory_pb2.CreateProductRequest(
+            product=inventory_pb2.Product(
+                product_id=PRODUCT_ID, title="Benchmark product",
+                price=money_pb2.Money(currency_code="EUR", units=1), available=10**12,
+            )
+        ),
+        timeout=10,
+    )
+
+
+def _new_order() -> orders_pb2.CreateOrderRequest:
+    return orders_pb2.CreateOrderRequest(
+        customer_email=CUSTOMER, items=[orders_pb2.OrderItemRequest(product_id=PRODUCT_ID, quantity=1)]
+    )

@@ -1,0 +1,73 @@
+"""WatchOrder fan-out: many idle watchers of one order, then one change to it.
+Streams are what h2load cannot drive, so this load comes from grpc.aio itself."""
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+
+OPEN_TIMEOUT_SECONDS = 60.0
+CHANGE_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class FanOut:
+    watchers: int
+    connections: int
+    rss_idle_mb: float
+    rss_watched_mb: float
+    # from the ConfirmOrder call until the first / median / last watcher had the change
+    first_ms: float
+    median_ms: float
+    all_ms: float
+    # watchers that never saw the change, or saw something else
+    missed: int
+
+
+async def fan_out(
+    address: str, order_id: str, watchers: int, connections: int, rss_mb: Callable[[], float]
+) -> FanOut:
+    # one HTTP/2 connection each, as separate client machines would have
+    channels = [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(connections)
+    ]
+    try:
+        rss_idle = rss_mb()
+        stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels]
+        streams = [
+            stubs[i % connections].WatchOrder(orders_pb2.WatchOrderRequest(order_id=order_id))
+            for i in range(watchers)
+        ]
+        # each stream opens with the order as it is now
+        await asyncio.wait_for(asyncio.gather(*(stream.read() for stream in streams)), OPEN_TIMEOUT_SECONDS)
+        rss_watched = rss_mb()
+
+        async def arrival(stream) -> float | None:
+            update = await stream.read()
+            if update is grpc.aio.EOF or update.status != orders_pb2.ORDER_STATUS_CONFIRMED:
+                return None
+            return time.perf_counter()
+
+        waiting = [asyncio.create_task(arrival(stream)) for stream in streams]
+        started = time.perf_counter()
+        await stubs[0].ConfirmOrder(orders_pb2.ConfirmOrderRequest(order_id=order_id), timeout=10)
+        done, pending = await asyncio.wait(waiting, timeout=CHANGE_TIMEOUT_SECONDS)
+        for task in pending:
+            task.cancel()
+        received = sorted((task.result() - started) * 1000 for task in done if task.result() is not None)
+        for stream in streams:
+            stream.cancel()
+    finally:
+        for channel in channels:
+            await channel.close()
+    missed = watchers - len(received)
+    received = received or [float("nan")]
+    return FanOut(
+        watchers, connections, rss_idle, rss_watched, received[0], statistics.median(received), received[-1], missed
+    )
