@@ -21,6 +21,8 @@ class Received:
     body: str
     # wall-clock time of acceptance (time.time()), to compare with an order's create_time
     accepted_at: float
+    # the client's (host, port): one per SMTP connection
+    peer: tuple
 
 
 @dataclass
@@ -34,7 +36,8 @@ class SmtpSink:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append(
-                Received(parsed["Message-ID"], parsed["To"], parsed["Subject"], parsed.get_content(), time.time())
+                Received(parsed["Message-ID"], parsed["To"], parsed["Subject"], parsed.get_content(), time.time(),
+                         tuple(session.peer))
             )
         return "250 Message accepted for delivery"
 

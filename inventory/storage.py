@@ -3,13 +3,17 @@
 Stock is taken with a conditional UPDATE (available >= quantity), in product_id
 order, so that it can never go negative and concurrent reservations on
 PostgreSQL lock rows in one order and never deadlock.
+
+The declarative classes define the tables (and what Alembic compares); every
+statement is SQLAlchemy Core, mapped to the domain by hand: an ORM unit of work
+cost several times the statements themselves on these short transactions.
 """
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, MetaData, String, select, update
+from sqlalchemy import BigInteger, Connection, ForeignKey, Integer, MetaData, String, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from inventory import domain
 from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime, utcnow
@@ -33,15 +37,6 @@ class ProductRow(Base):
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
-    @property
-    def price(self) -> Money:
-        return Money(self.currency, self.price_units * NANOS_PER_UNIT + self.price_nanos)
-
-    def to_domain(self) -> domain.Product:
-        return domain.Product(
-            self.product_id, self.title, self.price, self.available, self.create_time, self.update_time
-        )
-
 
 class ReservationRow(Base):
     __tablename__ = "reservations"
@@ -50,18 +45,6 @@ class ReservationRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    lines: Mapped[list["ReservationLineRow"]] = relationship(
-        order_by="ReservationLineRow.line_no", lazy="selectin"
-    )
-
-    def to_domain(self) -> domain.Reservation:
-        return domain.Reservation(
-            self.reservation_id,
-            tuple(line.to_domain() for line in self.lines),
-            domain.ReservationStatus(self.status),
-            self.create_time,
-            self.update_time,
-        )
 
 
 class ReservationLineRow(Base):
@@ -77,9 +60,34 @@ class ReservationLineRow(Base):
     unit_price_units: Mapped[int] = mapped_column(BigInteger)
     unit_price_nanos: Mapped[int] = mapped_column(Integer)
 
-    def to_domain(self) -> domain.ReservationLine:
-        price = Money(self.currency, self.unit_price_units * NANOS_PER_UNIT + self.unit_price_nanos)
-        return domain.ReservationLine(self.product_id, self.quantity, price)
+
+PRODUCTS = ProductRow.__table__
+RESERVATIONS = ReservationRow.__table__
+LINES = ReservationLineRow.__table__
+PRODUCT_BY_ID = select(PRODUCTS).where(PRODUCTS.c.product_id == bindparam("product_id"))
+RESERVATION_BY_ID = select(RESERVATIONS).where(RESERVATIONS.c.reservation_id == bindparam("reservation_id"))
+# Built once: a statement object caches its own compiled form's key, which
+# is most of what building one per call would cost.
+INSERT_RESERVATION = insert(RESERVATIONS)
+INSERT_LINES = insert(LINES)
+TAKE_STOCK = (
+    update(PRODUCTS)
+    .where(PRODUCTS.c.product_id == bindparam("p_product_id"), PRODUCTS.c.available >= bindparam("p_quantity"))
+    .values(available=PRODUCTS.c.available - bindparam("p_quantity"), update_time=bindparam("p_now"))
+)
+LINES_OF = (
+    select(LINES).where(LINES.c.reservation_id == bindparam("reservation_id")).order_by(LINES.c.line_no)
+)
+
+
+def _product_from(row) -> domain.Product:
+    price = Money(row.currency, row.price_units * NANOS_PER_UNIT + row.price_nanos)
+    return domain.Product(row.product_id, row.title, price, row.available, row.create_time, row.update_time)
+
+
+def _line_from(row) -> domain.ReservationLine:
+    price = Money(row.currency, row.unit_price_units * NANOS_PER_UNIT + row.unit_price_nanos)
+    return domain.ReservationLine(row.product_id, row.quantity, price)
 
 
 class InventoryStore:
@@ -89,24 +97,24 @@ class InventoryStore:
         self._db = db
 
     async def create_product(self, product: domain.Product) -> domain.Product:
-        def work(session: Session) -> domain.Product:
-            if session.get(ProductRow, product.product_id) is not None:
+        def work(connection: Connection) -> domain.Product:
+            if connection.execute(PRODUCT_BY_ID, {"product_id": product.product_id}).first() is not None:
                 raise AlreadyExists("product", product.product_id)
             now = utcnow()
             units, nanos = product.price.units_and_nanos
-            row = ProductRow(
-                product_id=product.product_id,
-                title=product.title.strip(),
-                currency=product.price.currency,
-                price_units=units,
-                price_nanos=nanos,
-                available=product.available,
-                create_time=now,
-                update_time=now,
+            connection.execute(
+                insert(PRODUCTS).values(
+                    product_id=product.product_id,
+                    title=product.title.strip(),
+                    currency=product.price.currency,
+                    price_units=units,
+                    price_nanos=nanos,
+                    available=product.available,
+                    create_time=now,
+                    update_time=now,
+                )
             )
-            session.add(row)
-            session.flush()
-            return row.to_domain()
+            return _product(connection, product.product_id)
 
         try:
             return await self._db.transaction(work)
@@ -115,39 +123,34 @@ class InventoryStore:
             raise AlreadyExists("product", product.product_id) from None
 
     async def get_product(self, product_id: str) -> domain.Product:
-        def work(session: Session) -> domain.Product:
-            return _product(session, product_id).to_domain()
-
-        return await self._db.transaction(work)
+        return await self._db.read(lambda connection: _product(connection, product_id))
 
     async def list_products(self, after: str | None, limit: int) -> list[domain.Product]:
-        def work(session: Session) -> list[domain.Product]:
-            query = select(ProductRow).order_by(ProductRow.product_id).limit(limit)
-            if after is not None:
-                query = query.where(ProductRow.product_id > after)
-            return [row.to_domain() for row in session.scalars(query)]
-
-        return await self._db.transaction(work)
+        query = select(PRODUCTS).order_by(PRODUCTS.c.product_id).limit(limit)
+        if after is not None:
+            query = query.where(PRODUCTS.c.product_id > after)
+        return await self._db.read(lambda connection: [_product_from(row) for row in connection.execute(query)])
 
     async def restock(self, product_id: str, quantity: int) -> domain.Product:
-        def work(session: Session) -> domain.Product:
-            row = _product(session, product_id, for_update=True)
-            domain.check_restock_fits(row.to_domain(), quantity)
-            row.available += quantity
-            row.update_time = utcnow()
-            session.flush()
-            return row.to_domain()
+        def work(connection: Connection) -> domain.Product:
+            product = _product(connection, product_id, for_update=True)
+            domain.check_restock_fits(product, quantity)
+            connection.execute(
+                update(PRODUCTS)
+                .where(PRODUCTS.c.product_id == product_id)
+                .values(available=PRODUCTS.c.available + quantity, update_time=utcnow())
+            )
+            return _product(connection, product_id)
 
         return await self._db.transaction(work)
 
     async def reserve(self, reservation_id: str, lines: list[domain.ReservationLine]) -> domain.Reservation:
-        def work(session: Session) -> domain.Reservation:
-            existing = session.get(ReservationRow, reservation_id)
+        def work(connection: Connection) -> domain.Reservation:
+            existing = _reservation(connection, reservation_id)
             if existing is not None:
-                reservation = existing.to_domain()
-                domain.check_reservation_repeat(reservation, lines)
-                return reservation
-            return _take_stock(session, reservation_id, lines)
+                domain.check_reservation_repeat(existing, lines)
+                return existing
+            return _take_stock(connection, reservation_id, lines)
 
         try:
             return await self._db.transaction(work)
@@ -161,31 +164,33 @@ class InventoryStore:
             return await self._db.transaction(work)
 
     async def release(self, reservation_id: str) -> domain.Reservation:
-        def work(session: Session) -> domain.Reservation:
-            row = session.get(ReservationRow, reservation_id, with_for_update=True)
+        def work(connection: Connection) -> domain.Reservation:
+            existing = _reservation(connection, reservation_id, for_update=True)
             now = utcnow()
-            if row is None:
+            if existing is None:
                 # Remember the release, so that a late ReserveStock for this id
                 # (say, one Envoy still retries) takes no stock.
-                row = ReservationRow(
-                    reservation_id=reservation_id,
-                    status=domain.ReservationStatus.RELEASED.value,
-                    create_time=now,
-                    update_time=now,
-                    lines=[],
-                )
-                session.add(row)
-            elif row.status == domain.ReservationStatus.RESERVED.value:
-                for line in sorted(row.lines, key=lambda line: line.product_id):
-                    session.execute(
-                        update(ProductRow)
-                        .where(ProductRow.product_id == line.product_id)
-                        .values(available=ProductRow.available + line.quantity, update_time=now)
+                connection.execute(
+                    insert(RESERVATIONS).values(
+                        reservation_id=reservation_id,
+                        status=domain.ReservationStatus.RELEASED.value,
+                        create_time=now,
+                        update_time=now,
                     )
-                row.status = domain.ReservationStatus.RELEASED.value
-                row.update_time = now
-            session.flush()
-            return row.to_domain()
+                )
+            elif existing.status is domain.ReservationStatus.RESERVED:
+                for line in sorted(existing.lines, key=lambda line: line.product_id):
+                    connection.execute(
+                        update(PRODUCTS)
+                        .where(PRODUCTS.c.product_id == line.product_id)
+                        .values(available=PRODUCTS.c.available + line.quantity, update_time=now)
+                    )
+                connection.execute(
+                    update(RESERVATIONS)
+                    .where(RESERVATIONS.c.reservation_id == reservation_id)
+                    .values(status=domain.ReservationStatus.RELEASED.value, update_time=now)
+                )
+            return _reservation(connection, reservation_id)
 
         return await self._db.transaction(work)
 
@@ -197,30 +202,42 @@ class _StockChanged(FailedPrecondition):
         super().__init__("stock changed while it was being reserved; try again", reason="STOCK_CHANGED")
 
 
-def _product(session: Session, product_id: str, for_update: bool = False) -> ProductRow:
-    row = session.get(ProductRow, product_id, with_for_update=for_update)
+def _product(connection: Connection, product_id: str, for_update: bool = False) -> domain.Product:
+    query = PRODUCT_BY_ID.with_for_update() if for_update else PRODUCT_BY_ID
+    row = connection.execute(query, {"product_id": product_id}).first()
     if row is None:
         raise NotFound("product", product_id)
-    return row
+    return _product_from(row)
+
+
+def _reservation(connection: Connection, reservation_id: str, for_update: bool = False) -> domain.Reservation | None:
+    query = RESERVATION_BY_ID.with_for_update() if for_update else RESERVATION_BY_ID
+    row = connection.execute(query, {"reservation_id": reservation_id}).first()
+    if row is None:
+        return None
+    lines = tuple(_line_from(line) for line in connection.execute(LINES_OF, {"reservation_id": reservation_id}))
+    return domain.Reservation(
+        row.reservation_id, lines, domain.ReservationStatus(row.status), row.create_time, row.update_time
+    )
 
 
 def _take_stock(
-    session: Session, reservation_id: str, lines: list[domain.ReservationLine]
+    connection: Connection, reservation_id: str, lines: list[domain.ReservationLine]
 ) -> domain.Reservation:
     now = utcnow()
     # Claim the id first: a concurrent repeat of this reservation now waits on
     # the primary key (PostgreSQL) until this transaction ends, then fails with
     # IntegrityError and answers as a repeat, without touching any stock.
-    row = ReservationRow(
-        reservation_id=reservation_id, status=domain.ReservationStatus.RESERVED.value, create_time=now, update_time=now
+    status = domain.ReservationStatus.RESERVED
+    connection.execute(
+        INSERT_RESERVATION,
+        {"reservation_id": reservation_id, "status": status.value, "create_time": now, "update_time": now},
     )
-    session.add(row)
-    session.flush()
 
     requested = {line.product_id: line.quantity for line in lines}
     products = {
-        product.product_id: product
-        for product in session.scalars(select(ProductRow).where(ProductRow.product_id.in_(requested)))
+        row.product_id: _product_from(row)
+        for row in connection.execute(select(PRODUCTS).where(PRODUCTS.c.product_id.in_(requested)))
     }
     unknown = sorted(set(requested) - set(products))
     if unknown:
@@ -233,26 +250,29 @@ def _take_stock(
     # in product_id order, so two reservations lock rows in the same order and
     # cannot deadlock. SQLite runs writers one at a time (BEGIN IMMEDIATE).
     for product_id in sorted(requested):
-        taken = session.execute(
-            update(ProductRow)
-            .where(ProductRow.product_id == product_id, ProductRow.available >= requested[product_id])
-            .values(available=ProductRow.available - requested[product_id], update_time=now)
-            .execution_options(synchronize_session=False)
+        taken = connection.execute(
+            TAKE_STOCK, {"p_product_id": product_id, "p_quantity": requested[product_id], "p_now": now}
         ).rowcount
         if taken != 1:
             # A concurrent reservation took the stock after our read; raising
             # rolls back whatever this transaction already took.
             raise _StockChanged()
-    row.lines = [
-        ReservationLineRow(
-            line_no=i,
-            product_id=line.product_id,
-            quantity=line.quantity,
-            currency=products[line.product_id].currency,
-            unit_price_units=products[line.product_id].price_units,
-            unit_price_nanos=products[line.product_id].price_nanos,
-        )
-        for i, line in enumerate(lines)
-    ]
-    session.flush()
-    return row.to_domain()
+    reserved = tuple(
+        domain.ReservationLine(line.product_id, line.quantity, products[line.product_id].price) for line in lines
+    )
+    connection.execute(
+        INSERT_LINES,
+        [
+            {
+                "reservation_id": reservation_id,
+                "line_no": i,
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "currency": line.unit_price.currency,
+                "unit_price_units": line.unit_price.units_and_nanos[0],
+                "unit_price_nanos": line.unit_price.units_and_nanos[1],
+            }
+            for i, line in enumerate(reserved)
+        ],
+    )
+    return domain.Reservation(reservation_id, reserved, status, now, now)

@@ -29,13 +29,42 @@ def build_message(notification: domain.Notification, sender: str) -> EmailMessag
 
 
 class SmtpMailer:
+    """Sends over one connection kept open between emails: a new SMTP session per
+    email would cost a TCP handshake and four more round trips each time."""
+
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
+        self._client: aiosmtplib.SMTP | None = None
 
     async def send(self, message: EmailMessage) -> None:
         """Returns once the server accepted the message; raises if it did not."""
-        await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=SMTP_TIMEOUT_SECONDS)
+        reused = self._client is not None and self._client.is_connected
+        if not reused:
+            await self._connect()
+        try:
+            await self._client.send_message(message)
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+            self._client = None
+            if not reused:
+                raise
+            # The server closed the kept connection while it was idle: once more
+            # on a new one (a resend, if any, keeps its Message-ID).
+            await self._connect()
+            await self._client.send_message(message)
+
+    async def _connect(self) -> None:
+        client = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=SMTP_TIMEOUT_SECONDS)
+        await client.connect()
+        self._client = client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except aiosmtplib.SMTPException:
+                client.close()
 
     def __str__(self) -> str:
         return f"SMTP {self.host}:{self.port}"
@@ -48,6 +77,9 @@ class MaildirMailer:
 
     async def send(self, message: EmailMessage) -> None:
         await asyncio.to_thread(self._box.add, message)
+
+    async def close(self) -> None:
+        pass
 
     def __str__(self) -> str:
         return f"Maildir {self.path}"

@@ -53,7 +53,7 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
         error_domain="notifications.shopmesh",
     )
     app.background.extend([consumer.run, sender.run])
-    app.on_close.extend([db.close, channel.close])
+    app.on_close.extend([mailer.close, db.close, channel.close])
     return app
 
 

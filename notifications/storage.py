@@ -6,8 +6,8 @@ any crash the consumer resumes exactly after the last event it recorded.
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Integer, MetaData, String, Text, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import BigInteger, Connection, Integer, MetaData, String, Text, bindparam, insert, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime
 from notifications import domain
@@ -39,24 +39,6 @@ class NotificationRow(Base):
     next_attempt_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     trace_parent: Mapped[str | None] = mapped_column(String(55))
 
-    def to_domain(self) -> domain.Notification:
-        return domain.Notification(
-            notification_id=str(self.id),
-            order_id=self.order_id,
-            event_sequence=self.event_sequence,
-            recipient=self.recipient,
-            subject=self.subject,
-            body=self.body,
-            status=domain.NotificationStatus(self.status),
-            attempts=self.attempts,
-            message_id=self.message_id,
-            last_error=self.last_error,
-            create_time=self.create_time,
-            update_time=self.update_time,
-            send_time=self.send_time,
-            trace_parent=self.trace_parent,
-        )
-
 
 class StreamCursorRow(Base):
     __tablename__ = "stream_cursors"
@@ -65,122 +47,145 @@ class StreamCursorRow(Base):
     last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 
+NOTIFICATIONS = NotificationRow.__table__
+CURSORS = StreamCursorRow.__table__
+PENDING = domain.NotificationStatus.PENDING.value
+# Built once: a statement object caches its own compiled form's key, which
+# is most of what building one per call would cost.
+INSERT_NOTIFICATION = insert(NOTIFICATIONS)
+LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS).with_for_update()
+MOVE_CURSOR = update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=bindparam("p_sequence"))
+MARK_SENT = (
+    update(NOTIFICATIONS)
+    .where(NOTIFICATIONS.c.id == bindparam("p_id"))
+    .values(
+        status=domain.NotificationStatus.SENT.value,
+        attempts=NOTIFICATIONS.c.attempts + 1,
+        send_time=bindparam("p_now"),
+        update_time=bindparam("p_now"),
+        next_attempt_time=None,
+        last_error="",
+    )
+)
+
+
+def _notification(row) -> domain.Notification:
+    return domain.Notification(
+        notification_id=str(row.id),
+        order_id=row.order_id,
+        event_sequence=row.event_sequence,
+        recipient=row.recipient,
+        subject=row.subject,
+        body=row.body,
+        status=domain.NotificationStatus(row.status),
+        attempts=row.attempts,
+        message_id=row.message_id,
+        last_error=row.last_error,
+        create_time=row.create_time,
+        update_time=row.update_time,
+        send_time=row.send_time,
+        trace_parent=row.trace_parent,
+    )
+
+
 class NotificationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def page(self, order_id: str, recipient: str, before_id: int | None, limit: int) -> list[domain.Notification]:
         """Newest first; before_id is the id of the previous page's last notification."""
-
-        def work(session: Session) -> list[domain.Notification]:
-            query = select(NotificationRow).order_by(NotificationRow.id.desc()).limit(limit)
-            if order_id:
-                query = query.where(NotificationRow.order_id == order_id)
-            if recipient:
-                query = query.where(NotificationRow.recipient == recipient)
-            if before_id is not None:
-                query = query.where(NotificationRow.id < before_id)
-            return [row.to_domain() for row in session.scalars(query)]
-
-        return await self._db.transaction(work)
+        query = select(NOTIFICATIONS).order_by(NOTIFICATIONS.c.id.desc()).limit(limit)
+        if order_id:
+            query = query.where(NOTIFICATIONS.c.order_id == order_id)
+        if recipient:
+            query = query.where(NOTIFICATIONS.c.recipient == recipient)
+        if before_id is not None:
+            query = query.where(NOTIFICATIONS.c.id < before_id)
+        return await self._db.read(lambda connection: [_notification(row) for row in connection.execute(query)])
 
     async def cursor(self) -> int:
         """The sequence of the last order event recorded."""
-        return await self._db.transaction(
-            lambda session: session.scalar(
-                select(StreamCursorRow.last_sequence).where(StreamCursorRow.stream == ORDER_EVENTS)
-            )
-            or 0
-        )
+        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS)
+        return await self._db.read(lambda connection: connection.scalar(query) or 0)
 
     async def record(
         self, sequence: int, order_id: str, email: domain.Email, now: dt.datetime, trace_parent: str | None = None
     ) -> None:
         """Stores the event's notification as PENDING and moves the cursor past it, together."""
 
-        def work(session: Session) -> None:
-            cursor = session.get(StreamCursorRow, ORDER_EVENTS, with_for_update=True)
-            if cursor is None:
-                cursor = StreamCursorRow(stream=ORDER_EVENTS, last_sequence=0)
-                session.add(cursor)
-            if sequence <= cursor.last_sequence:
+        def work(connection: Connection) -> None:
+            last = connection.scalar(LOCK_CURSOR)
+            if last is None:
+                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS, last_sequence=0))
+                last = 0
+            if sequence <= last:
                 return  # recorded before: a stream re-opened by another consumer instance
-            session.add(
-                NotificationRow(
-                    order_id=order_id,
-                    event_sequence=sequence,
-                    recipient=email.recipient,
-                    subject=email.subject,
-                    body=email.body,
-                    status=domain.NotificationStatus.PENDING.value,
-                    attempts=0,
-                    message_id=email.message_id,
-                    last_error="",
-                    create_time=now,
-                    update_time=now,
-                    next_attempt_time=now,
-                    trace_parent=trace_parent,
-                )
+            connection.execute(
+                INSERT_NOTIFICATION,
+                {
+                    "order_id": order_id,
+                    "event_sequence": sequence,
+                    "recipient": email.recipient,
+                    "subject": email.subject,
+                    "body": email.body,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "message_id": email.message_id,
+                    "last_error": "",
+                    "create_time": now,
+                    "update_time": now,
+                    "next_attempt_time": now,
+                    "trace_parent": trace_parent,
+                },
             )
-            cursor.last_sequence = sequence
+            connection.execute(MOVE_CURSOR, {"p_sequence": sequence})
 
         await self._db.transaction(work)
 
     async def due(self, now: dt.datetime, limit: int) -> list[domain.Notification]:
         """PENDING notifications whose next attempt is due, oldest first."""
-
-        def work(session: Session) -> list[domain.Notification]:
-            query = (
-                select(NotificationRow)
-                .where(
-                    NotificationRow.status == domain.NotificationStatus.PENDING.value,
-                    NotificationRow.next_attempt_time <= now,
-                )
-                .order_by(NotificationRow.next_attempt_time, NotificationRow.id)
-                .limit(limit)
-            )
-            return [row.to_domain() for row in session.scalars(query)]
-
-        return await self._db.transaction(work)
+        query = (
+            select(NOTIFICATIONS)
+            .where(NOTIFICATIONS.c.status == PENDING, NOTIFICATIONS.c.next_attempt_time <= now)
+            .order_by(NOTIFICATIONS.c.next_attempt_time, NOTIFICATIONS.c.id)
+            .limit(limit)
+        )
+        return await self._db.read(lambda connection: [_notification(row) for row in connection.execute(query)])
 
     async def next_attempt_time(self) -> dt.datetime | None:
-        def work(session: Session) -> dt.datetime | None:
-            return session.scalar(
-                select(NotificationRow.next_attempt_time)
-                .where(NotificationRow.status == domain.NotificationStatus.PENDING.value)
-                .order_by(NotificationRow.next_attempt_time)
-                .limit(1)
-            )
-
-        return await self._db.transaction(work)
+        query = (
+            select(NOTIFICATIONS.c.next_attempt_time)
+            .where(NOTIFICATIONS.c.status == PENDING)
+            .order_by(NOTIFICATIONS.c.next_attempt_time)
+            .limit(1)
+        )
+        return await self._db.read(lambda connection: connection.scalar(query))
 
     async def mark_sent(self, notification_id: str, now: dt.datetime) -> None:
-        def work(session: Session) -> None:
-            row = session.get(NotificationRow, int(notification_id))
-            row.status = domain.NotificationStatus.SENT.value
-            row.attempts += 1
-            row.send_time = row.update_time = now
-            row.next_attempt_time = None
-            row.last_error = ""
-
-        await self._db.transaction(work)
+        parameters = {"p_id": int(notification_id), "p_now": now}
+        await self._db.transaction(lambda connection: connection.execute(MARK_SENT, parameters))
 
     async def mark_failed_attempt(
         self, notification_id: str, error: str, now: dt.datetime, policy: domain.RetryPolicy
     ) -> domain.NotificationStatus:
         """Counts a failed attempt and schedules the next one, or gives up (FAILED)."""
+        this = NOTIFICATIONS.c.id == int(notification_id)
 
-        def work(session: Session) -> domain.NotificationStatus:
-            row = session.get(NotificationRow, int(notification_id))
-            row.attempts += 1
-            row.last_error = error[:1000]
-            row.update_time = now
-            delay = policy.delay_after(row.attempts)
+        def work(connection: Connection) -> domain.NotificationStatus:
+            attempts = connection.scalar(select(NOTIFICATIONS.c.attempts).where(this).with_for_update()) + 1
+            delay = policy.delay_after(attempts)
             if delay is None:
-                row.status = domain.NotificationStatus.FAILED.value
-                row.next_attempt_time = None
+                status, next_time = domain.NotificationStatus.FAILED, None
             else:
-                row.next_attempt_time = now + dt.timedelta(seconds=delay)
-            return domain.NotificationStatus(row.status)
+                status, next_time = domain.NotificationStatus.PENDING, now + dt.timedelta(seconds=delay)
+            connection.execute(
+                update(NOTIFICATIONS)
+                .where(this)
+                .values(
+                    attempts=attempts, last_error=error[:1000], update_time=now,
+                    status=status.value, next_attempt_time=next_time,
+                )
+            )
+            return status
 
         return await self._db.transaction(work)

@@ -9,9 +9,25 @@ gap-free and makes commit order equal sequence order, on SQLite and PostgreSQL.
 import datetime as dt
 import json
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, MetaData, String, Text, and_, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from meshkit import telemetry
 from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime
@@ -37,18 +53,6 @@ class OrderRow(Base):
     total_nanos: Mapped[int] = mapped_column(Integer)
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    lines: Mapped[list["OrderLineRow"]] = relationship(order_by="OrderLineRow.line_no", lazy="selectin")
-
-    def to_domain(self) -> domain.Order:
-        return domain.Order(
-            self.order_id,
-            self.customer_email,
-            tuple(line.to_domain() for line in self.lines),
-            domain.OrderStatus(self.status),
-            Money(self.currency, self.total_units * NANOS_PER_UNIT + self.total_nanos),
-            self.create_time,
-            self.update_time,
-        )
 
 
 class OrderLineRow(Base):
@@ -61,10 +65,6 @@ class OrderLineRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     unit_price_units: Mapped[int] = mapped_column(BigInteger)
     unit_price_nanos: Mapped[int] = mapped_column(Integer)
-
-    def to_domain(self) -> domain.OrderLine:
-        price = Money(self.currency, self.unit_price_units * NANOS_PER_UNIT + self.unit_price_nanos)
-        return domain.OrderLine(self.product_id, self.quantity, price)
 
 
 class OrderEventRow(Base):
@@ -79,16 +79,6 @@ class OrderEventRow(Base):
     snapshot: Mapped[str] = mapped_column(Text)
     event_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     trace_parent: Mapped[str | None] = mapped_column(String(55))
-
-    def to_domain(self) -> domain.OrderEvent:
-        return domain.OrderEvent(
-            self.sequence,
-            domain.EventType(self.type),
-            snapshot_from_json(self.snapshot),
-            domain.OrderStatus(self.previous_status) if self.previous_status else None,
-            self.event_time,
-            self.trace_parent,
-        )
 
 
 class EventCounterRow(Base):
@@ -125,6 +115,71 @@ def snapshot_from_json(text: str) -> domain.Order:
     )
 
 
+ORDERS = OrderRow.__table__
+LINES = OrderLineRow.__table__
+# Built once: a statement object caches its own compiled form's key, which
+# is most of what building one per call would cost.
+INSERT_ORDER = insert(ORDERS)
+INSERT_LINES = insert(LINES)
+INSERT_EVENT = insert(OrderEventRow.__table__)
+COUNTER = EventCounterRow.__table__
+NEXT_SEQUENCE = (
+    update(COUNTER)
+    .where(COUNTER.c.id == 1)
+    .values(last_sequence=COUNTER.c.last_sequence + 1)
+    .returning(COUNTER.c.last_sequence)
+)
+ORDER_BY_ID = select(ORDERS).where(ORDERS.c.order_id == bindparam("order_id"))
+LINES_OF = (
+    select(LINES)
+    .where(LINES.c.order_id.in_(bindparam("order_ids", expanding=True)))
+    .order_by(LINES.c.order_id, LINES.c.line_no)
+)
+
+
+def _orders(connection: Connection, query: Select, parameters: dict | None = None) -> list[domain.Order]:
+    """The orders that query (a select of ORDERS) finds, in its order, with their lines:
+    two statements, whatever the number of orders."""
+    rows = connection.execute(query, parameters).all()
+    if not rows:
+        return []
+    lines: dict[str, list[domain.OrderLine]] = {row.order_id: [] for row in rows}
+    for line in connection.execute(LINES_OF, {"order_ids": list(lines)}):
+        price = Money(line.currency, line.unit_price_units * NANOS_PER_UNIT + line.unit_price_nanos)
+        lines[line.order_id].append(domain.OrderLine(line.product_id, line.quantity, price))
+    return [
+        domain.Order(
+            row.order_id,
+            row.customer_email,
+            tuple(lines[row.order_id]),
+            domain.OrderStatus(row.status),
+            Money(row.currency, row.total_units * NANOS_PER_UNIT + row.total_nanos),
+            row.create_time,
+            row.update_time,
+        )
+        for row in rows
+    ]
+
+
+def _event(row) -> domain.OrderEvent:
+    return domain.OrderEvent(
+        row.sequence,
+        domain.EventType(row.type),
+        snapshot_from_json(row.snapshot),
+        domain.OrderStatus(row.previous_status) if row.previous_status else None,
+        row.event_time,
+        row.trace_parent,
+    )
+
+
+def _one_order(connection: Connection, order_id: str, for_update: bool = False) -> domain.Order:
+    query = ORDER_BY_ID.with_for_update() if for_update else ORDER_BY_ID
+    found = _orders(connection, query, {"order_id": order_id})
+    if not found:
+        raise NotFound("order", order_id)
+    return found[0]
+
+
 class RequestConflict(Exception):
     """Another order already carries this request_id."""
 
@@ -140,45 +195,51 @@ class OrderStore:
         self._db = db
 
     async def find_by_request(self, request_id: str) -> tuple[domain.Order, str | None] | None:
-        def work(session: Session):
-            row = session.scalars(select(OrderRow).where(OrderRow.request_id == request_id)).first()
-            return None if row is None else (row.to_domain(), row.request_fingerprint)
+        def work(connection: Connection):
+            row = connection.execute(
+                select(ORDERS.c.order_id, ORDERS.c.request_fingerprint).where(ORDERS.c.request_id == request_id)
+            ).first()
+            return None if row is None else (_one_order(connection, row.order_id), row.request_fingerprint)
 
-        return await self._db.transaction(work)
+        return await self._db.read(work)
 
     async def create(self, order: domain.Order, request_id: str, fingerprint: str) -> domain.Order:
         """Stores a new order and its CREATED event. RequestConflict if a
         concurrent request with the same request_id stored its order first."""
 
-        def work(session: Session) -> domain.Order:
+        def work(connection: Connection) -> domain.Order:
             units, nanos = order.total.units_and_nanos
-            session.add(
-                OrderRow(
-                    order_id=order.order_id,
-                    request_id=request_id or None,
-                    request_fingerprint=fingerprint if request_id else None,
-                    customer_email=order.customer_email,
-                    status=order.status.value,
-                    currency=order.total.currency,
-                    total_units=units,
-                    total_nanos=nanos,
-                    create_time=order.create_time,
-                    update_time=order.update_time,
-                    lines=[
-                        OrderLineRow(
-                            line_no=i,
-                            product_id=line.product_id,
-                            quantity=line.quantity,
-                            currency=line.unit_price.currency,
-                            unit_price_units=line.unit_price.units_and_nanos[0],
-                            unit_price_nanos=line.unit_price.units_and_nanos[1],
-                        )
-                        for i, line in enumerate(order.lines)
-                    ],
-                )
+            connection.execute(
+                INSERT_ORDER,
+                {
+                    "order_id": order.order_id,
+                    "request_id": request_id or None,
+                    "request_fingerprint": fingerprint if request_id else None,
+                    "customer_email": order.customer_email,
+                    "status": order.status.value,
+                    "currency": order.total.currency,
+                    "total_units": units,
+                    "total_nanos": nanos,
+                    "create_time": order.create_time,
+                    "update_time": order.update_time,
+                },
             )
-            session.flush()
-            _append_event(session, domain.EventType.CREATED, order, None)
+            connection.execute(
+                INSERT_LINES,
+                [
+                    {
+                        "order_id": order.order_id,
+                        "line_no": i,
+                        "product_id": line.product_id,
+                        "quantity": line.quantity,
+                        "currency": line.unit_price.currency,
+                        "unit_price_units": line.unit_price.units_and_nanos[0],
+                        "unit_price_nanos": line.unit_price.units_and_nanos[1],
+                    }
+                    for i, line in enumerate(order.lines)
+                ],
+            )
+            _append_event(connection, domain.EventType.CREATED, order, None)
             return order
 
         try:
@@ -190,39 +251,35 @@ class OrderStore:
             raise RequestConflict(*found) from None
 
     async def get(self, order_id: str) -> domain.Order:
-        return await self._db.transaction(lambda session: _order_row(session, order_id).to_domain())
+        return await self._db.read(lambda connection: _one_order(connection, order_id))
 
     async def page(
         self, customer_email: str, after: tuple[dt.datetime, str] | None, limit: int
     ) -> list[domain.Order]:
         """Newest first; after is the (create_time, order_id) of the previous page's last order."""
 
-        def work(session: Session) -> list[domain.Order]:
-            query = select(OrderRow).order_by(OrderRow.create_time.desc(), OrderRow.order_id.desc()).limit(limit)
-            if customer_email:
-                query = query.where(OrderRow.customer_email == customer_email)
-            if after is not None:
-                time, order_id = after
-                query = query.where(
-                    or_(
-                        OrderRow.create_time < time,
-                        and_(OrderRow.create_time == time, OrderRow.order_id < order_id),
-                    )
-                )
-            return [row.to_domain() for row in session.scalars(query)]
-
-        return await self._db.transaction(work)
+        query = select(ORDERS).order_by(ORDERS.c.create_time.desc(), ORDERS.c.order_id.desc()).limit(limit)
+        if customer_email:
+            query = query.where(ORDERS.c.customer_email == customer_email)
+        if after is not None:
+            time, order_id = after
+            query = query.where(
+                or_(ORDERS.c.create_time < time, and_(ORDERS.c.create_time == time, ORDERS.c.order_id < order_id))
+            )
+        return await self._db.read(lambda connection: _orders(connection, query))
 
     async def move(self, order_id: str, target: domain.OrderStatus, now: dt.datetime) -> domain.Order:
         """Moves an order to target (FailedPrecondition if not allowed) and records the event."""
 
-        def work(session: Session) -> domain.Order:
-            row = _order_row(session, order_id, for_update=True)
-            before = row.to_domain()
+        def work(connection: Connection) -> domain.Order:
+            before = _one_order(connection, order_id, for_update=True)
             after = before.moved_to(target, now)
-            row.status = after.status.value
-            row.update_time = after.update_time
-            _append_event(session, domain.EventType.STATUS_CHANGED, after, before.status)
+            connection.execute(
+                update(ORDERS)
+                .where(ORDERS.c.order_id == order_id)
+                .values(status=after.status.value, update_time=after.update_time)
+            )
+            _append_event(connection, domain.EventType.STATUS_CHANGED, after, before.status)
             return after
 
         return await self._db.transaction(work)
@@ -230,55 +287,45 @@ class OrderStore:
     async def get_with_sequence(self, order_id: str) -> tuple[domain.Order, int]:
         """The order and the sequence of its latest event, read together."""
 
-        def work(session: Session) -> tuple[domain.Order, int]:
-            order = _order_row(session, order_id).to_domain()
-            sequence = session.scalar(select(func.max(OrderEventRow.sequence)).where(OrderEventRow.order_id == order_id))
+        def work(connection: Connection) -> tuple[domain.Order, int]:
+            order = _one_order(connection, order_id)
+            sequence = connection.scalar(
+                select(func.max(OrderEventRow.sequence)).where(OrderEventRow.order_id == order_id)
+            )
             return order, sequence or 0
 
-        return await self._db.transaction(work)
+        return await self._db.read(work)
 
     async def last_sequence(self) -> int:
-        return await self._db.transaction(
-            lambda session: session.scalar(select(EventCounterRow.last_sequence).where(EventCounterRow.id == 1)) or 0
+        return await self._db.read(
+            lambda connection: connection.scalar(
+                select(EventCounterRow.last_sequence).where(EventCounterRow.id == 1)
+            ) or 0
         )
 
     async def events_after(self, sequence: int, limit: int) -> list[domain.OrderEvent]:
-        def work(session: Session) -> list[domain.OrderEvent]:
-            query = (
-                select(OrderEventRow)
-                .where(OrderEventRow.sequence > sequence)
-                .order_by(OrderEventRow.sequence)
-                .limit(limit)
-            )
-            return [row.to_domain() for row in session.scalars(query)]
-
-        return await self._db.transaction(work)
-
-
-def _order_row(session: Session, order_id: str, for_update: bool = False) -> OrderRow:
-    row = session.get(OrderRow, order_id, with_for_update=for_update)
-    if row is None:
-        raise NotFound("order", order_id)
-    return row
+        query = (
+            select(OrderEventRow)
+            .where(OrderEventRow.sequence > sequence)
+            .order_by(OrderEventRow.sequence)
+            .limit(limit)
+        )
+        return await self._db.read(lambda connection: [_event(row) for row in connection.execute(query)])
 
 
 def _append_event(
-    session: Session, kind: domain.EventType, order: domain.Order, previous: domain.OrderStatus | None
+    connection: Connection, kind: domain.EventType, order: domain.Order, previous: domain.OrderStatus | None
 ) -> None:
-    sequence = session.execute(
-        update(EventCounterRow)
-        .where(EventCounterRow.id == 1)
-        .values(last_sequence=EventCounterRow.last_sequence + 1)
-        .returning(EventCounterRow.last_sequence)
-    ).scalar_one()
-    session.add(
-        OrderEventRow(
-            sequence=sequence,
-            order_id=order.order_id,
-            type=kind.value,
-            previous_status=previous.value if previous else None,
-            snapshot=snapshot_to_json(order),
-            event_time=order.update_time,
-            trace_parent=telemetry.current_traceparent(),
-        )
+    sequence = connection.execute(NEXT_SEQUENCE).scalar_one()
+    connection.execute(
+        INSERT_EVENT,
+        {
+            "sequence": sequence,
+            "order_id": order.order_id,
+            "type": kind.value,
+            "previous_status": previous.value if previous else None,
+            "snapshot": snapshot_to_json(order),
+            "event_time": order.update_time,
+            "trace_parent": telemetry.current_traceparent(),
+        },
     )
