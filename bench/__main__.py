@@ -1,6 +1,7 @@
 """`make bench`: python -m bench [--pg [URL]] [--duration S] [...]"""
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -50,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = Suite(options, workdir, say=lambda line: print(line, flush=True)).run()
     except (ToolError, MeshError) as error:
-        print(f"make bench: {error}\n(logs in {workdir})", file=sys.stderr)
+        print(f"make bench: {error}\n(logs kept in {workdir})", file=sys.stderr)
         return 1
-    finally:
-        if not args.keep:
-            import shutil
-
-            shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        print(f"make bench: stopped; logs kept in {workdir}", file=sys.stderr)
+        raise
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     report.add_ratios(results)
     results.options["seconds"] = round(time.monotonic() - started)
     json_path, chart_path = args.out / f"{stamp}.json", args.out / f"{stamp}.png"

@@ -75,7 +75,7 @@ def h2load(url: str, body: Path, load: Load, seconds: float, log_file: Path | No
         require("h2load"), url, "--data", str(body),
         "--header", "content-type: application/grpc", "--header", "te: trailers",
         "--clients", str(load.connections), "--max-concurrent-streams", str(load.streams),
-        "--threads", "1", "--duration", f"{seconds:g}", "--log-file", str(log_file),
+        "--threads", "1", "--duration", f"{round(seconds * 1000)}ms", "--log-file", str(log_file),
     ]
     if load.rate:
         command += ["--rps", f"{load.rate / load.connections:g}"]

@@ -2,12 +2,50 @@
 
 import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.suite import ECHO, Results
 
 ANCHOR = "echo gRPC via Envoy"
 PROCESS_ORDER = ("envoy", "orders", "inventory", "notifications", ECHO)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal ShopMesh aims at, and where this run landed."""
+
+    backend: str
+    name: str
+    value: float
+    goal: float
+    higher_is_better: bool
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.goal if self.higher_is_better else self.value < self.goal
+
+
+def targets(results: Results) -> list[Target]:
+    """The goals, as ratios to the anchor of the same run where a ratio makes sense."""
+    found: list[Target] = []
+    for backend in results.options["backends"]:
+        by_name = {m.scenario: m for m in results.measurements if m.target == backend}
+        get, create = by_name.get("GetOrder gRPC"), by_name.get("CreateOrder gRPC")
+        rest, half = by_name.get("CreateOrder REST"), by_name.get("CreateOrder gRPC at half rate")
+        if get and get.ratio is not None:
+            found.append(Target(backend, "GetOrder rps / echo via Envoy", get.ratio, 0.60, True))
+        if create and create.ratio is not None:
+            found.append(Target(backend, "CreateOrder rps / echo via Envoy", create.ratio, 0.25, True))
+        if create and rest and create.rps:
+            found.append(Target(backend, "REST CreateOrder rps / gRPC CreateOrder", rest.rps / create.rps, 0.9, True))
+        if half:
+            found.append(Target(backend, "CreateOrder p99 at half its max rate (ms)", half.p99_ms, 25.0, False))
+        fan = results.fan_out.get(backend)
+        if fan:
+            found.append(Target(backend, f"orders RSS with {fan.watchers} watchers (MB)", fan.rss_watched_mb, 150.0, False))
+            found.append(Target(backend, f"all {fan.watchers} watchers notified (ms)", fan.all_ms, 500.0, False))
+    return found
 
 
 def add_ratios(results: Results) -> None:
@@ -30,7 +68,14 @@ def table(results: Results) -> str:
                str(m.errors), "" if m.ratio is None else f"{m.ratio:.2f}"]
         row += [_cpu(m.cpu_per_1k.get(p)) for p in processes]
         rows.append(row)
-    lines = [_markdown(rows)]
+    machine = results.machine
+    lines = []
+    if machine:
+        lines.append(
+            f"{machine['cpus']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
+            f"SQLite {machine['sqlite']}, Envoy {machine['envoy']}, h2load {machine['h2load']}, wrk {machine['wrk']}\n"
+        )
+    lines.append(_markdown(rows))
     for backend, fan in results.fan_out.items():
         lines.append(
             f"WatchOrder fan-out ({backend}): {fan.watchers} watchers on {fan.connections} connections; "
@@ -42,6 +87,14 @@ def table(results: Results) -> str:
             f"Notification lag ({backend}), commit to SMTP accept over {lag.orders} orders: "
             f"p50 {lag.p50_ms:.0f} ms, p99 {lag.p99_ms:.0f} ms, max {lag.max_ms:.0f} ms, missing {lag.missing}"
         )
+    goals = targets(results)
+    if goals:
+        lines.append("\nTargets:")
+        lines.append(_markdown([["backend", "target", "this run", "goal", "met"]] + [
+            [t.backend, t.name, f"{t.value:.2f}", ("≥ " if t.higher_is_better else "< ") + f"{t.goal:g}",
+             "yes" if t.met else "no"]
+            for t in goals
+        ]))
     for backend, hotspots in results.profile.items():
         lines.append(f"\nHottest functions of orders under CreateOrder ({backend}, py-spy):")
         lines.append(_markdown([["own %", "on stack %", "function"]] + [
@@ -58,7 +111,9 @@ def headline(results: Results) -> str:
 
 def write_json(results: Results, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_without_nan(results.as_dict()), indent=2) + "\n")
+    document = results.as_dict()
+    document["targets"] = [{**asdict(t), "met": t.met} for t in targets(results)]
+    path.write_text(json.dumps(_without_nan(document), indent=2) + "\n")
 
 
 def write_chart(results: Results, path: Path) -> None:
@@ -79,11 +134,13 @@ def write_chart(results: Results, path: Path) -> None:
     right.set_title("p99 latency (ms, lower is better)")
     left.set_yticks(list(positions), labels, fontsize=8)
     left.invert_yaxis()
-    for axis, values, fmt in ((left, [m.rps for m in measurements], "{:,.0f}"),
-                              (right, [m.p99_ms for m in measurements], "{:.1f}")):
-        for position, value in zip(positions, values, strict=True):
-            axis.text(value, position, " " + fmt.format(value), va="center", fontsize=7)
+    for position, m in zip(positions, measurements, strict=True):
+        ratio = "" if m.ratio is None or m.target == ECHO else f"  ({m.ratio:.2f} x echo)"
+        left.text(m.rps, position, f" {m.rps:,.0f}{ratio}", va="center", fontsize=7)
+        right.text(m.p99_ms, position, f" {m.p99_ms:.1f}", va="center", fontsize=7)
+    for axis in (left, right):
         axis.grid(axis="x", alpha=0.3)
+        axis.margins(x=0.25)
     figure.suptitle(f"ShopMesh benchmark: {headline(results)}", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from bench import loadgen, profile
 from bench.accesslog import AccessLog
 from bench.lag import Lag, notification_lag
 from bench.loadgen import Load, LoadResult
+from bench.machine import describe
 from bench.processes import ProcessMeter
 from bench.profile import Hotspot
 from bench.watchers import FanOut, fan_out
@@ -81,6 +82,7 @@ class Measurement:
 @dataclass
 class Results:
     options: dict
+    machine: dict = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
     fan_out: dict[str, FanOut] = field(default_factory=dict)
     lag: dict[str, Lag] = field(default_factory=dict)
@@ -97,6 +99,7 @@ class Results:
     def as_dict(self) -> dict:
         return {
             "options": self.options,
+            "machine": self.machine,
             "errors": self.errors,
             "measurements": [asdict(m) for m in self.measurements],
             "watch_fan_out": {k: asdict(v) for k, v in self.fan_out.items()},
@@ -110,7 +113,7 @@ class Suite:
         self.options = options
         self.workdir = workdir
         self.say = say
-        self.results = Results(options={**asdict(options), "backends": list(options.backends)})
+        self.results = Results(options={**asdict(options), "backends": list(options.backends)}, machine=describe())
 
     def run(self) -> Results:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SMTP_"))}

@@ -13,6 +13,8 @@ from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 OPEN_TIMEOUT_SECONDS = 60.0
 CHANGE_TIMEOUT_SECONDS = 30.0
+# watchers arrive a few hundred at a time, as clients do, not all in one instant
+OPEN_BATCH = 250
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,15 @@ async def fan_out(
     try:
         rss_idle = rss_mb()
         stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels]
-        streams = [
-            stubs[i % connections].WatchOrder(orders_pb2.WatchOrderRequest(order_id=order_id))
-            for i in range(watchers)
-        ]
-        # each stream opens with the order as it is now
-        await asyncio.wait_for(asyncio.gather(*(stream.read() for stream in streams)), OPEN_TIMEOUT_SECONDS)
+        streams = []
+        for start in range(0, watchers, OPEN_BATCH):
+            batch = [
+                stubs[i % connections].WatchOrder(orders_pb2.WatchOrderRequest(order_id=order_id))
+                for i in range(start, min(start + OPEN_BATCH, watchers))
+            ]
+            # each stream opens with the order as it is now
+            await asyncio.wait_for(asyncio.gather(*(stream.read() for stream in batch)), OPEN_TIMEOUT_SECONDS)
+            streams += batch
         rss_watched = rss_mb()
 
         async def arrival(stream) -> float | None:

@@ -1,0 +1,51 @@
+"""`make bench` end to end, with every scenario cut short: the benchmark must keep
+working (tools found, meshes started and stopped, figures and files written),
+not produce meaningful figures here."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from devmesh.paths import ROOT
+from tests.conftest import PG_URL
+
+pytestmark = pytest.mark.e2e
+
+SCENARIOS = {
+    "echo gRPC direct", "echo gRPC via Envoy", "echo REST via Envoy", "GetOrder gRPC", "ListOrders gRPC (50)",
+    "CreateOrder gRPC", "CreateOrder REST", "CreateOrder gRPC at half rate",
+}
+
+
+def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
+    command = [
+        sys.executable, "-m", "bench", "--pg", PG_URL, "--out", str(tmp_path),
+        "--duration", "1", "--warmup", "0.5", "--watchers", "40", "--watcher-connections", "4",
+        "--lag-orders", "10", "--profile-seconds", "1",
+    ]
+    bench = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = bench.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        # Ctrl-C, as a user would: the benchmark stops the meshes it started
+        bench.send_signal(signal.SIGINT)
+        output, _ = bench.communicate(timeout=60)
+        pytest.fail(f"the benchmark did not finish in time:\n{output[-3000:]}")
+    assert bench.returncode == 0, output[-3000:]
+    assert "No call failed in this run." in output
+
+    [written] = tmp_path.glob("*.json")
+    results = json.loads(written.read_text())
+    assert results["errors"] == 0 and results["machine"]["cpus"] >= 1
+    measured = {(m["scenario"], m["target"]) for m in results["measurements"]}
+    for backend in ("sqlite", "postgresql"):
+        assert {s for s, t in measured if t in (backend, "echo")} == SCENARIOS
+        assert results["watch_fan_out"][backend]["missed"] == 0
+        assert results["notification_lag"][backend]["missing"] == 0
+        assert results["profile"][backend], "py-spy sampled nothing"
+    assert all(m["rps"] > 0 and m["ratio"] > 0 for m in results["measurements"])
+    assert {t["name"] for t in results["targets"]} >= {"GetOrder rps / echo via Envoy"}
+    assert written.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,102 @@
+"""The benchmark's own arithmetic: what it reads from its tools and how it reports."""
+
+import json
+import math
+
+from bench import report
+from bench.accesslog import _failure
+from bench.loadgen import _logged_latencies_ms, _p50_p99, grpc_frame
+from bench.profile import hotspots
+from bench.suite import Measurement, Results
+from bench.watchers import FanOut
+from shopmesh.orders.v1 import orders_pb2
+
+
+def test_grpc_frame_is_the_length_prefixed_message():
+    message = orders_pb2.GetOrderRequest(order_id="abc")
+    frame = grpc_frame(message)
+    assert frame[0] == 0 and int.from_bytes(frame[1:5], "big") == len(frame) - 5
+    assert orders_pb2.GetOrderRequest.FromString(frame[5:]) == message
+
+
+def test_h2load_log_gives_latencies_of_answered_calls_only(tmp_path):
+    log = tmp_path / "calls.latency"
+    log.write_text("1700000000000000\t200\t1500\n1700000000000100\t200\t2500\n1700000000000200\t-1\t900\n")
+    assert _logged_latencies_ms(log) == [1.5, 2.5]
+    assert not log.exists()
+
+
+def test_percentiles():
+    p50, p99 = _p50_p99([float(n) for n in range(1, 101)])
+    assert p50 == 50.5 and 99 <= p99 <= 100
+    assert _p50_p99([]) == (0.0, 0.0)
+
+
+def test_access_log_failures():
+    ok = {"response_code": 200, "grpc_status": None, "grpc_status_trailer": "0", "response_flags": "-"}
+    assert _failure(ok) is None
+    assert _failure({**ok, "grpc_status": "14"}) == "grpc-status 14"
+    assert _failure({**ok, "grpc_status_trailer": "13"}) == "grpc-status 13"
+    assert _failure({**ok, "response_code": 503, "response_flags": "UO"}) == "HTTP 503 UO"
+    # a call the load generator dropped when its time was up is not a failure
+    assert _failure({**ok, "response_code": 0, "response_flags": "DC"}) is None
+
+
+def test_hotspots_sum_own_and_total_samples_per_function():
+    collapsed = "\n".join([
+        "main (app.py:1);handle (api.py:10);query (db.py:5) 6",
+        "main (app.py:1);handle (api.py:12);encode (api.py:30) 3",
+        "main (app.py:1);idle (loop.py:2) 1",
+    ])
+    found = {h.function: h for h in hotspots(collapsed)}
+    assert found["query (db.py)"].self_percent == 60
+    # two lines of handle are one function
+    assert "handle (api.py)" not in found and found["encode (api.py)"].total_percent == 30
+    assert hotspots("") == []
+
+
+def measurement(scenario: str, target: str, rps: float, p99: float = 5.0) -> Measurement:
+    return Measurement(scenario, target, "h2load", 64, None, rps, 1.0, p99, 0, {}, {"orders": 1.5})
+
+
+def results() -> Results:
+    found = Results(options={"backends": ["sqlite"]})
+    found.measurements = [
+        measurement("echo gRPC via Envoy", "echo", 8000),
+        measurement("GetOrder gRPC", "sqlite", 4000),
+        measurement("CreateOrder gRPC", "sqlite", 1000),
+        measurement("CreateOrder REST", "sqlite", 950),
+        measurement("CreateOrder gRPC at half rate", "sqlite", 500, p99=30.0),
+    ]
+    found.fan_out["sqlite"] = FanOut(2000, 20, 80.0, 140.0, 20.0, 60.0, math.nan, 0)
+    return found
+
+
+def test_ratios_and_targets():
+    figures = results()
+    report.add_ratios(figures)
+    assert [m.ratio for m in figures.measurements][:3] == [1.0, 0.5, 0.125]
+    met = {t.name: t.met for t in report.targets(figures)}
+    assert met == {
+        "GetOrder rps / echo via Envoy": False,
+        "CreateOrder rps / echo via Envoy": False,
+        "REST CreateOrder rps / gRPC CreateOrder": True,
+        "CreateOrder p99 at half its max rate (ms)": False,
+        "orders RSS with 2000 watchers (MB)": True,
+        "all 2000 watchers notified (ms)": False,  # NaN: nobody was notified
+    }
+
+
+def test_reports(tmp_path):
+    figures = results()
+    report.add_ratios(figures)
+    text = report.table(figures)
+    assert "| GetOrder gRPC" in text and "0.50" in text and "Targets:" in text
+    assert report.headline(figures) == "No call failed in this run."
+    figures.measurements[1].errors = 3
+    assert report.headline(figures).startswith("FAILED CALLS: 3")
+    report.write_json(figures, tmp_path / "run.json")
+    written = json.loads((tmp_path / "run.json").read_text())
+    assert written["errors"] == 3 and written["watch_fan_out"]["sqlite"]["all_ms"] is None
+    report.write_chart(figures, tmp_path / "run.png")
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
