@@ -2,6 +2,7 @@
 
 import asyncio
 import statistics
+import uuid
 from dataclasses import dataclass
 
 import grpc
@@ -15,6 +16,7 @@ DELIVERY_TIMEOUT_SECONDS = 120.0
 @dataclass(frozen=True)
 class Lag:
     orders: int
+    in_flight: int
     p50_ms: float
     p99_ms: float
     max_ms: float
@@ -31,11 +33,13 @@ async def notification_lag(address: str, sink: SmtpSink, product_id: str, orders
     service may still be opening its event stream right after start."""
     created: dict[str, float] = {}
     gate = asyncio.Semaphore(in_flight)
+    # addresses of this measurement only: the sink keeps the emails of earlier ones
+    run = uuid.uuid4().hex[:8]
     async with grpc.aio.insecure_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
 
         async def place(number: int | str) -> None:
-            email = f"lag-{number}@bench.example"
+            email = f"lag-{run}-{number}@bench.example"
             async with gate:
                 order = await stub.CreateOrder(
                     orders_pb2.CreateOrderRequest(
@@ -54,7 +58,7 @@ async def notification_lag(address: str, sink: SmtpSink, product_id: str, orders
     if len(lags) < 2:
         lags = (lags * 2) or [float("nan")] * 2
     cuts = statistics.quantiles(lags, n=100, method="inclusive")
-    return Lag(orders, cuts[49], cuts[98], lags[-1], orders - len(received))
+    return Lag(orders, in_flight, cuts[49], cuts[98], lags[-1], orders - len(received))
 
 
 async def _emails_to(sink: SmtpSink, addresses: set[str], timeout: float) -> dict[str, float]:

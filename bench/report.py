@@ -82,11 +82,12 @@ def table(results: Results) -> str:
             f"all notified in {fan.all_ms:.0f} ms (first {fan.first_ms:.0f}, median {fan.median_ms:.0f}), "
             f"missed {fan.missed}; orders RSS {fan.rss_idle_mb:.0f} MB idle, {fan.rss_watched_mb:.0f} MB watched"
         )
-    for backend, lag in results.lag.items():
-        lines.append(
-            f"Notification lag ({backend}), commit to SMTP accept over {lag.orders} orders: "
-            f"p50 {lag.p50_ms:.0f} ms, p99 {lag.p99_ms:.0f} ms, max {lag.max_ms:.0f} ms, missing {lag.missing}"
-        )
+    for backend, lags in results.lag.items():
+        for lag in lags:
+            lines.append(
+                f"Notification lag ({backend}), commit to SMTP accept, {lag.orders} orders {lag.in_flight} at a time: "
+                f"p50 {lag.p50_ms:.0f} ms, p99 {lag.p99_ms:.0f} ms, max {lag.max_ms:.0f} ms, missing {lag.missing}"
+            )
     goals = targets(results)
     if goals:
         lines.append("\nTargets:")
