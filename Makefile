@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # e.g. make bench BENCH_ARGS="--pg --duration 20"
 BENCH_ARGS ?=
 
-.PHONY: up test bench load-tools lint gen gen-check protodeps install clean
+.PHONY: up test bench load-tools compose-test lint gen gen-check protodeps install clean
 
 up: install gen/shopmesh.pb
 	$(BIN)/python -m devmesh
@@ -24,6 +24,12 @@ test: lint load-tools
 
 bench: install load-tools gen/shopmesh.pb
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# compose.yaml run for real with podman (no Docker engine or registry needed).
+compose-test: install
+	$(BIN)/python -m devmesh.system_packages podman runc debootstrap iptables \
+		/usr/lib/podman/netavark=netavark /usr/lib/podman/aardvark-dns=aardvark-dns
+	$(BIN)/python -m pytest -m compose -o timeout=1500 tests/compose $(PYTEST_ARGS)
 
 # The benchmark's load generators (its smoke test runs in `make test` too).
 load-tools: $(INSTALLED)

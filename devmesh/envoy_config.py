@@ -5,6 +5,10 @@ two paths differ, and they come from EnvoyParams:
 
     python -m devmesh.envoy_config --out /tmp/envoy.yaml --validate
     envoy -c /tmp/envoy.yaml
+
+or, in a container, render and become Envoy in one step:
+
+    python -m devmesh.envoy_config --out /tmp/envoy.yaml --exec -- --log-level info
 """
 
 import argparse
@@ -147,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="write the config here (default: stdout)")
     parser.add_argument("--validate", action="store_true", help="also run envoy --mode validate")
+    parser.add_argument("--exec", action="store_true",
+                        help="then replace this process with envoy -c OUT and the arguments after --")
+    parser.add_argument("envoy_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.exec and args.out is None:
+        parser.error("--exec needs --out")
 
     try:
         config = render(params_from_env(os.environ))
@@ -178,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"envoy_config: envoy rejected the config (exit {result.returncode})",
                   file=sys.stderr)
             return 1
+    if args.exec:
+        extra = args.envoy_args[1:] if args.envoy_args[:1] == ["--"] else args.envoy_args
+        envoy = envoy_binary()
+        os.execv(envoy, [envoy, "-c", str(args.out), *extra])
     return 0
 
 

@@ -1,7 +1,7 @@
 """Installs the Debian packages a make target needs, once: only those whose
 command is missing, as root or through sudo.
 
-    python -m devmesh.system_packages h2load=nghttp2-client wrk
+    python -m devmesh.system_packages h2load=nghttp2-client wrk /usr/lib/podman/netavark=netavark
 """
 
 import os
@@ -11,8 +11,12 @@ import sys
 
 
 def missing(wanted: dict[str, str]) -> list[str]:
-    """command -> package; the packages whose command is not on PATH."""
-    return sorted({package for command, package in wanted.items() if shutil.which(command) is None})
+    """command (a name on PATH, or a path) -> package; the packages whose command is missing."""
+    return sorted({package for command, package in wanted.items() if not _present(command)})
+
+
+def _present(command: str) -> bool:
+    return os.path.exists(command) if "/" in command else shutil.which(command) is not None
 
 
 def install(packages: list[str]) -> None:

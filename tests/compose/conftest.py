@@ -1,0 +1,94 @@
+"""What the compose test needs on a machine without a registry or a Docker engine:
+podman configured for it, and a Debian bookworm base image built with debootstrap."""
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devmesh.launcher import free_port
+from tests.compose.podman import BASE_IMAGE, CONTAINERS_CONF, Project, image_exists, podman_env, run
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+LOCAL_CAS = Path("/usr/local/share/ca-certificates")
+SERVICES = ("postgres", "inventory", "notifications", "envoy")
+
+
+def debian_mirror() -> str:
+    """The mirror apt uses on this machine (deb822 or one-line sources)."""
+    for sources in sorted(Path("/etc/apt").glob("sources.list.d/*.sources")):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if parts[:1] == ["deb"] and "security" not in line:
+                return parts[1]
+    return DEFAULT_MIRROR
+
+
+def build_base_image(env: dict[str, str]) -> None:
+    """Debian bookworm (python3 is 3.11) with the machine's apt settings and
+    local certificate authorities, so builds on it reach what the machine reaches."""
+    with tempfile.TemporaryDirectory(prefix="shopmesh-rootfs-") as workdir:
+        rootfs = Path(workdir) / "rootfs"
+        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+             "bookworm", str(rootfs), debian_mirror()], env, timeout=900)
+        for setting in Path("/etc/apt/apt.conf.d").glob("*"):
+            if not (rootfs / "etc/apt/apt.conf.d" / setting.name).exists():
+                shutil.copy(setting, rootfs / "etc/apt/apt.conf.d" / setting.name)
+        for authority in LOCAL_CAS.glob("*.crt"):
+            shutil.copy(authority, rootfs / "usr/local/share/ca-certificates" / authority.name)
+        run(["chroot", str(rootfs), "update-ca-certificates"], env)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(["podman", "import", "-", BASE_IMAGE], stdin=tar.stdout, env=env,
+                                  capture_output=True, text=True, check=False)
+        tar.stdout.close()
+        tar.wait()
+        if imported.returncode != 0:
+            raise RuntimeError(f"podman import failed: {imported.stderr}")
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory) -> dict[str, str]:
+    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    found = podman_env(conf)
+    if not image_exists(BASE_IMAGE, found):
+        build_base_image(found)
+    return {**found, "BASE_IMAGE": BASE_IMAGE}
+
+
+@pytest.fixture(scope="module")
+def project(env):
+    """The whole system on PostgreSQL from compose.yaml, with two Order replicas;
+    torn down with its volumes afterwards, leaving no container or network."""
+    ports = {name: free_port() for name in ("SHOPMESH_PUBLIC_PORT", "ENVOY_ADMIN_PORT", "MAIL_UI_PORT")}
+    running = Project(
+        f"shopmesh-test-{uuid.uuid4().hex[:6]}",
+        {
+            **env,
+            "SHOPMESH_PUBLIC_PORT": f"127.0.0.1:{ports['SHOPMESH_PUBLIC_PORT']}",
+            "ENVOY_ADMIN_PORT": str(ports["ENVOY_ADMIN_PORT"]),
+            "MAIL_UI_PORT": f"127.0.0.1:{ports['MAIL_UI_PORT']}",
+            "ORDERS_REPLICAS": "2",
+        },
+    )
+    running.public = f"127.0.0.1:{ports['SHOPMESH_PUBLIC_PORT']}"
+    running.admin = f"127.0.0.1:{ports['ENVOY_ADMIN_PORT']}"
+    try:
+        running.compose("build")
+        running.compose("up", "-d")
+        running.wait_healthy([running.container(s) for s in SERVICES]
+                             + [running.container("orders", 1), running.container("orders", 2)])
+        yield running
+    finally:
+        running.compose("down", "--volumes", timeout=300)
+        left = running.leftovers()
+        running.remove(left)
+        assert left == {"containers": [], "networks": [], "volumes": []}, f"compose down left {left}"

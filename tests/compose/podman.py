@@ -1,0 +1,101 @@
+"""Podman and podman-compose as the compose test drives them: the real
+compose.yaml plus tests/compose/override.yaml, under a project name of its own."""
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devmesh.paths import ROOT, executable
+
+# Podman here needs runc and higher limits than its defaults (see README).
+CONTAINERS_CONF = """\
+[engine]
+runtime = "runc"
+
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+"""
+BASE_IMAGE = "localhost/shopmesh-test-base:bookworm"
+COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "tests" / "compose" / "override.yaml"]
+
+
+def podman_env(conf: Path) -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+
+
+def run(command: list[str], env: dict[str, str], timeout: float = 600, check: bool = True) -> str:
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def image_exists(name: str, env: dict[str, str]) -> bool:
+    return subprocess.run(["podman", "image", "exists", name], env=env, check=False).returncode == 0
+
+
+@dataclass
+class Project:
+    """One compose project; every container and network it makes carries its name."""
+
+    name: str
+    env: dict[str, str]
+    started: float = field(default_factory=time.monotonic)
+
+    def compose(self, *args: str, timeout: float = 900) -> str:
+        files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
+        return run([executable("podman-compose"), *files, "-p", self.name, *args], self.env, timeout)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, networks and volumes of this project that still exist."""
+        label = f"label=io.podman.compose.project={self.name}"
+        return {
+            "containers": run(["podman", "ps", "--all", "--quiet", "--filter", label], self.env).split(),
+            "networks": [n for n in run(["podman", "network", "ls", "--format", "{{.Name}}"], self.env).split()
+                         if n.startswith(f"{self.name}_")],
+            "volumes": [v for v in run(["podman", "volume", "ls", "--format", "{{.Name}}"], self.env).split()
+                        if v.startswith(f"{self.name}_")],
+        }
+
+    def remove(self, leftovers: dict[str, list[str]]) -> None:
+        """Removes what compose down left, so a failed run does not pile up."""
+        for container in leftovers["containers"]:
+            run(["podman", "rm", "--force", "--volumes", container], self.env, check=False)
+        for network in leftovers["networks"]:
+            run(["podman", "network", "rm", "--force", network], self.env, check=False)
+        for volume in leftovers["volumes"]:
+            run(["podman", "volume", "rm", "--force", volume], self.env, check=False)
+
+    def container(self, service: str, replica: int = 1) -> str:
+        return f"{self.name}_{service}_{replica}"
+
+    def health(self, container: str) -> str:
+        output = run(["podman", "inspect", "--format", "{{.State.Health.Status}}", container], self.env, check=False)
+        return output.strip()
+
+    def wait_healthy(self, containers: list[str], timeout: float = 300) -> None:
+        """Runs the healthchecks itself (podman has no timer for them without
+        systemd) until every container reports healthy."""
+        deadline = time.monotonic() + timeout
+        pending = list(containers)
+        while pending and time.monotonic() < deadline:
+            for container in list(pending):
+                checked = subprocess.run(["podman", "healthcheck", "run", container], env=self.env,
+                                         capture_output=True, text=True, check=False)
+                if checked.returncode == 0:
+                    pending.remove(container)
+            if pending:
+                time.sleep(2)
+        if pending:
+            logs = {c: run(["podman", "logs", "--tail", "30", c], self.env, check=False) for c in pending}
+            raise TimeoutError(f"not healthy after {timeout:.0f}s: {pending}\n{logs}")
+
+    def logs(self, container: str) -> str:
+        result = subprocess.run(["podman", "logs", container], env=self.env, capture_output=True, text=True,
+                                check=False)
+        return result.stdout + result.stderr
+
+    def podman(self, *args: str, timeout: float = 120) -> str:
+        return run(["podman", *args], self.env, timeout)
