@@ -4,6 +4,7 @@ database backend, each on free loopback ports."""
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections import Counter
@@ -195,7 +196,8 @@ class Suite:
             first = orders.CreateOrder(_new_order(), timeout=10)
             watched = orders.CreateOrder(_new_order(), timeout=10)
 
-        self.say(f"  notification lag: {LAG_ALONE} orders one at a time, then {self.options.lag_orders} at once")
+        self.say(f"  notification lag: {LAG_ALONE} orders one at a time, then {self.options.lag_orders}, "
+                 f"{LAG_BURST} at a time")
         self.results.lag[backend] = [
             asyncio.run(notification_lag(public, sink, PRODUCT_ID, LAG_ALONE, in_flight=1)),
             asyncio.run(notification_lag(public, sink, PRODUCT_ID, self.options.lag_orders, in_flight=LAG_BURST)),
@@ -220,7 +222,7 @@ class Suite:
         created = self._measure("CreateOrder gRPC", backend, grpc_load, meter, log,
                                 lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, s))
         rest = self.options.rest_load
-        rest_body = '{"customerEmail": "%s", "items": [{"productId": "%s", "quantity": 1}]}' % (CUSTOMER, PRODUCT_ID)
+        rest_body = json.dumps({"customerEmail": CUSTOMER, "items": [{"productId": PRODUCT_ID, "quantity": 1}]})
         self._measure("CreateOrder REST", backend, rest, meter, log,
                       lambda s: loadgen.wrk(f"http://{public}/v1/orders", "POST", rest_body, rest, s))
         half = Load(grpc_load.connections, grpc_load.streams, rate=max(1.0, created.rps / 2))
