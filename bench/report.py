@@ -78,14 +78,15 @@ def table(results: Results) -> str:
     lines.append(_markdown(rows))
     for backend, fan in results.fan_out.items():
         lines.append(
-            f"WatchOrder fan-out ({backend}): {fan.watchers} watchers on {fan.connections} connections; "
+            f"WatchOrder fan-out ({backend}, grpc.aio): {fan.watchers} watchers on {fan.connections} connections; "
             f"all notified in {fan.all_ms:.0f} ms (first {fan.first_ms:.0f}, median {fan.median_ms:.0f}), "
             f"missed {fan.missed}; orders RSS {fan.rss_idle_mb:.0f} MB idle, {fan.rss_watched_mb:.0f} MB watched"
         )
     for backend, lags in results.lag.items():
         for lag in lags:
             lines.append(
-                f"Notification lag ({backend}), commit to SMTP accept, {lag.orders} orders {lag.in_flight} at a time: "
+                f"Notification lag ({backend}, grpc.aio), commit to SMTP accept, {lag.orders} orders "
+                f"{lag.in_flight} at a time: "
                 f"p50 {lag.p50_ms:.0f} ms, p99 {lag.p99_ms:.0f} ms, max {lag.max_ms:.0f} ms, missing {lag.missing}"
             )
     goals = targets(results)
