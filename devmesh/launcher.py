@@ -155,13 +155,13 @@ class Mesh:
                 "--file-flush-interval-msec", "1000",
             ],
         )
-        self._wait_envoy_healthy(timeout)
+        self.wait_envoy_healthy(timeout)
 
     def admin_get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{self.layout.admin}{path}", timeout=2) as reply:
             return reply.read().decode()
 
-    def _wait_envoy_healthy(self, timeout: float) -> None:
+    def wait_envoy_healthy(self, timeout: float) -> None:
         """Until Envoy is live and its active health checks see every cluster healthy."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

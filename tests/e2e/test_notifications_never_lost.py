@@ -79,6 +79,8 @@ def test_sigkill_of_notifications_loses_no_email(mail_mesh, smtp, new_product_in
                 kills += 1
                 time.sleep(0.3)
                 mesh.start_service("notifications")
+                # back for clients only once Envoy's health check has seen it again
+                mesh.wait_envoy_healthy(30)
 
         chaos = threading.Thread(target=killer)
         chaos.start()
@@ -107,9 +109,7 @@ def test_orders_restarted_mid_stream_loses_no_email(mail_mesh, smtp, new_product
         smtp.wait_for(20, 30)
         mesh.stop_process("orders")
         mesh.start_service("orders")
-        deadline = time.monotonic() + 30
-        while mesh.unhealthy_clusters() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        mesh.wait_envoy_healthy(30)
         second = place_orders(stubs, product_id, 20)
         notifications = wait_all_sent(stubs, 40)
         received = smtp.wait_for(40, 30)
