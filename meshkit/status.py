@@ -21,6 +21,10 @@ from meshkit import errors, request_context
 
 log = logging.getLogger(__name__)
 
+# Envoy checks every service's health each second: logged at INFO, those lines would
+# bury everything else. A failed check is still INFO.
+ROUTINE_METHOD_PREFIX = "/grpc.health.v1.Health/"
+
 _CODES = (
     (errors.InvalidArgument, code_pb2.INVALID_ARGUMENT),
     (errors.NotFound, code_pb2.NOT_FOUND),
@@ -127,7 +131,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             self._duration.record(
                 duration_ms, {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, "rpc.grpc.status": status}
             )
-            log.info("rpc", extra={"method": method, "grpc_status": status, "duration_ms": round(duration_ms, 2)})
+            routine = method.startswith(ROUTINE_METHOD_PREFIX) and code == grpc.StatusCode.OK
+            log.log(
+                logging.DEBUG if routine else logging.INFO,
+                "rpc",
+                extra={"method": method, "grpc_status": status, "duration_ms": round(duration_ms, 2)},
+            )
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

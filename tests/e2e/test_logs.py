@@ -45,3 +45,12 @@ def test_a_failed_call_logs_its_status_and_no_customer_data(mesh, rest):
     assert line["grpc_status"] == "NOT_FOUND"
     bodies = [e for e in log_lines(mesh, "notifications") if "body" in e]
     assert bodies == []  # email bodies never reach the logs
+
+
+def test_routine_health_checks_stay_out_of_the_info_log(mesh):
+    # Envoy has checked every service once a second since the mesh started (and
+    # the launcher before it); give it a few more
+    time.sleep(2.5)
+    for service in ("orders", "inventory", "notifications"):
+        checks = [e for e in log_lines(mesh, service) if e.get("method", "").startswith("/grpc.health.v1.Health/")]
+        assert checks == [], f"{service} logged {len(checks)} health checks"
