@@ -54,7 +54,10 @@ async def fan_out(
         rss_watched = rss_mb()
 
         async def arrival(stream) -> float | None:
-            update = await stream.read()
+            try:
+                update = await stream.read()
+            except grpc.aio.AioRpcError:
+                return None  # counted as missed
             if update is grpc.aio.EOF or update.status != orders_pb2.ORDER_STATUS_CONFIRMED:
                 return None
             return time.perf_counter()
