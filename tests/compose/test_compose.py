@@ -63,10 +63,23 @@ def sent_notifications(notifications, email: str) -> list:
     return list(reply.notifications)
 
 
+def reachable(notifications) -> bool:
+    """True once a call through Envoy reaches the Notification service (raises UNAVAILABLE until then)."""
+    sent_notifications(notifications, "nobody@example.com")
+    return True
+
+
 def eventually(check, timeout: float = 60.0):
+    """Polls check until it returns something truthy; UNAVAILABLE (a restarted
+    service Envoy has not routed to yet) counts as not yet, as for any client."""
     deadline = time.monotonic() + timeout
     while True:
-        found = check()
+        try:
+            found = check()
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            found = None
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
@@ -112,7 +125,8 @@ def test_notifications_down_and_back_loses_nothing(project):
         placed = [orders.CreateOrder(new_order(f"away-{n}@example.com"), timeout=30) for n in range(5)]
         project.podman("start", project.container("notifications"))
         project.wait_healthy([project.container("notifications")])
-        project.wait_healthy([project.container("envoy")])
+        # and Envoy routes to it again (it may have come back on a new address)
+        assert eventually(lambda: reachable(notifications)), "Envoy does not route to the restarted service"
         assert len(placed) == 5
         for n in range(len(placed)):
             address = f"away-{n}@example.com"
