@@ -28,7 +28,7 @@ from devmesh import paths
 
 TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
 
-# Envoy binds these itself: they must be IP addresses. Upstreams may be names (STRICT_DNS).
+# Envoy binds these itself: they must be IP addresses. Upstreams may be names (strict DNS).
 LISTENERS = ("public", "mesh", "admin")
 UPSTREAMS = ("orders", "inventory", "notifications", "collector")
 
