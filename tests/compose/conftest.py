@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from devmesh.launcher import free_port
+from devmesh.paths import ROOT
 from tests.compose.podman import BASE_IMAGE, CONTAINERS_CONF, Project, image_exists, podman_env, run
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -54,6 +55,16 @@ def build_base_image(env: dict[str, str]) -> None:
             raise RuntimeError(f"podman import failed: {imported.stderr}")
 
 
+def build_once_more_on_failure(build) -> None:
+    """Image builds download from PyPI and Debian, whose reachability is not what
+    this test is about: a failed build (say, a DNS hiccup) gets one more try."""
+    try:
+        build()
+    except RuntimeError as error:
+        print(f"build failed, trying once more: {str(error)[-500:]}")
+        build()
+
+
 @pytest.fixture(scope="session")
 def env(tmp_path_factory) -> dict[str, str]:
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
@@ -82,7 +93,12 @@ def project(env):
     running.public = f"127.0.0.1:{ports['SHOPMESH_PUBLIC_PORT']}"
     running.admin = f"127.0.0.1:{ports['ENVOY_ADMIN_PORT']}"
     try:
-        running.compose("build")
+        # The four ShopMesh services share one image: built once here (compose would
+        # build it four times in parallel), then the stand-ins; up builds nothing more.
+        build_once_more_on_failure(lambda: running.podman(
+            "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", "shopmesh:latest", str(ROOT), timeout=900
+        ))
+        build_once_more_on_failure(lambda: running.compose("build", "postgres", "mailpit"))
         running.compose("up", "-d")
         running.wait_healthy([running.container(s) for s in SERVICES]
                              + [running.container("orders", 1), running.container("orders", 2)])
