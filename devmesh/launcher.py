@@ -39,6 +39,26 @@ class MeshError(Exception):
     """A process of the mesh did not start or did not become healthy."""
 
 
+def admin_get(admin: str, path: str) -> str:
+    """GET from Envoy's admin interface at admin ("host:port")."""
+    with urllib.request.urlopen(f"http://{admin}{path}", timeout=2) as reply:
+        return reply.read().decode()
+
+
+def cluster_health(admin: str) -> dict[str, list[bool]]:
+    """Each ShopMesh cluster and, for each of its hosts, whether Envoy routes to it
+    (healthy by discovery, and no failed health check or ejection)."""
+    health = {}
+    for cluster in json.loads(admin_get(admin, "/clusters?format=json"))["cluster_statuses"]:
+        if cluster["name"] in SERVICES:
+            health[cluster["name"]] = [
+                host.get("health_status", {}).get("eds_health_status") == "HEALTHY"
+                and not any(value for flag, value in host.get("health_status", {}).items() if flag.startswith("failed"))
+                for host in cluster.get("host_statuses", [])
+            ]
+    return health
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -158,8 +178,7 @@ class Mesh:
         self.wait_envoy_healthy(timeout)
 
     def admin_get(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://{self.layout.admin}{path}", timeout=2) as reply:
-            return reply.read().decode()
+        return admin_get(self.layout.admin, path)
 
     def wait_envoy_healthy(self, timeout: float) -> None:
         """Until Envoy is live and its active health checks see every cluster healthy."""
@@ -175,18 +194,7 @@ class Mesh:
         raise MeshError(f"Envoy's clusters did not become healthy within {timeout:.0f}s")
 
     def unhealthy_clusters(self) -> set[str]:
-        clusters = json.loads(self.admin_get("/clusters?format=json"))["cluster_statuses"]
-        unhealthy = set()
-        for cluster in clusters:
-            if cluster["name"] not in SERVICES:
-                continue
-            for host in cluster.get("host_statuses", [{}]):
-                if host.get("health_status", {}).get("eds_health_status") != "HEALTHY" or any(
-                    flag for flag, value in host.get("health_status", {}).items()
-                    if flag.startswith("failed") and value
-                ):
-                    unhealthy.add(cluster["name"])
-        return unhealthy
+        return {name for name, hosts in cluster_health(self.layout.admin).items() if not hosts or not all(hosts)}
 
     def start(self) -> "Mesh":
         try:

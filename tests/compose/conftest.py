@@ -16,6 +16,8 @@ from tests.compose.podman import BASE_IMAGE, CONTAINERS_CONF, Project, image_exi
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 LOCAL_CAS = Path("/usr/local/share/ca-certificates")
 SERVICES = ("postgres", "inventory", "notifications", "envoy")
+# what the project runs: two Order replicas, one of the others
+REPLICAS = {"orders": 2, "inventory": 1, "notifications": 1}
 
 
 def debian_mirror() -> str:
@@ -87,11 +89,11 @@ def project(env):
             "SHOPMESH_PUBLIC_PORT": f"127.0.0.1:{ports['SHOPMESH_PUBLIC_PORT']}",
             "ENVOY_ADMIN_PORT": str(ports["ENVOY_ADMIN_PORT"]),
             "MAIL_UI_PORT": f"127.0.0.1:{ports['MAIL_UI_PORT']}",
-            "ORDERS_REPLICAS": "2",
+            "ORDERS_REPLICAS": str(REPLICAS["orders"]),
         },
+        public=f"127.0.0.1:{ports['SHOPMESH_PUBLIC_PORT']}",
+        admin=f"127.0.0.1:{ports['ENVOY_ADMIN_PORT']}",
     )
-    running.public = f"127.0.0.1:{ports['SHOPMESH_PUBLIC_PORT']}"
-    running.admin = f"127.0.0.1:{ports['ENVOY_ADMIN_PORT']}"
     try:
         # The four ShopMesh services share one image: built once here (compose would
         # build it four times in parallel), then the stand-ins; up builds nothing more.
@@ -102,6 +104,8 @@ def project(env):
         running.compose("up", "-d")
         running.wait_healthy([running.container(s) for s in SERVICES]
                              + [running.container("orders", 1), running.container("orders", 2)])
+        # healthy containers are not yet routed to: wait until Envoy's own checks pass
+        running.wait_routed(REPLICAS)
         yield running
     finally:
         running.compose("down", "--volumes", timeout=300)

@@ -4,9 +4,10 @@ compose.yaml plus tests/compose/override.yaml, under a project name of its own."
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from devmesh.launcher import cluster_health
 from devmesh.paths import ROOT, executable
 
 # Podman here needs runc and higher limits than its defaults (see README).
@@ -42,7 +43,9 @@ class Project:
 
     name: str
     env: dict[str, str]
-    started: float = field(default_factory=time.monotonic)
+    # where Envoy's public listener and admin are published on this machine
+    public: str
+    admin: str
 
     def compose(self, *args: str, timeout: float = 900) -> str:
         files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
@@ -91,6 +94,21 @@ class Project:
         if pending:
             logs = {c: run(["podman", "logs", "--tail", "30", c], self.env, check=False) for c in pending}
             raise TimeoutError(f"not healthy after {timeout:.0f}s: {pending}\n{logs}")
+
+    def wait_routed(self, replicas: dict[str, int], timeout: float = 60) -> None:
+        """Until Envoy (its admin published on self.admin) routes to every replica."""
+        deadline = time.monotonic() + timeout
+        wanted = {name: [True] * count for name, count in replicas.items()}
+        health: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                health = cluster_health(self.admin)
+            except OSError:
+                health = {}
+            if health == wanted:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"Envoy does not route to every replica after {timeout:.0f}s: {health}")
 
     def logs(self, container: str) -> str:
         result = subprocess.run(["podman", "logs", container], env=self.env, capture_output=True, text=True,

@@ -12,6 +12,7 @@ from google.type import money_pb2
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+from tests.compose.conftest import REPLICAS
 
 pytestmark = pytest.mark.compose
 
@@ -61,12 +62,6 @@ def sent_notifications(notifications, email: str) -> list:
         notifications_pb2.ListNotificationsRequest(recipient=email, page_size=1000), timeout=10
     )
     return list(reply.notifications)
-
-
-def reachable(notifications) -> bool:
-    """True once a call through Envoy reaches the Notification service (raises UNAVAILABLE until then)."""
-    sent_notifications(notifications, "nobody@example.com")
-    return True
 
 
 def eventually(check, timeout: float = 60.0):
@@ -126,7 +121,7 @@ def test_notifications_down_and_back_loses_nothing(project):
         project.podman("start", project.container("notifications"))
         project.wait_healthy([project.container("notifications")])
         # and Envoy routes to it again (it may have come back on a new address)
-        assert eventually(lambda: reachable(notifications)), "Envoy does not route to the restarted service"
+        project.wait_routed(REPLICAS)
         assert len(placed) == 5
         for n in range(len(placed)):
             address = f"away-{n}@example.com"
