@@ -103,7 +103,7 @@ def project(env):
         build_once_more_on_failure(lambda: running.compose("build", "postgres", "mailpit"))
         running.compose("up", "-d")
         running.wait_healthy([running.container(s) for s in SERVICES]
-                             + [running.container("orders", 1), running.container("orders", 2)])
+                             + [running.container("orders", n) for n in range(1, REPLICAS["orders"] + 1)])
         # healthy containers are not yet routed to: wait until Envoy's own checks pass
         running.wait_routed(REPLICAS)
         yield running
