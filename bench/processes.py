@@ -11,10 +11,6 @@ class ProcessMeter:
     def __init__(self, pids: Mapping[str, int]) -> None:
         self._processes = {name: psutil.Process(pid) for name, pid in pids.items()}
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._processes)
-
     def cpu_seconds(self) -> dict[str, float]:
         seconds = {}
         for name, process in self._processes.items():

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devmesh import envoy_config
 from devmesh.paths import ROOT
+from meshkit import probe
 
 SERVICES = ("inventory", "orders", "notifications")
 LISTEN_VARS = {"orders": "ORDERS_LISTEN", "inventory": "INVENTORY_LISTEN", "notifications": "NOTIFICATIONS_LISTEN"}
@@ -138,15 +138,10 @@ class Mesh:
     def _wait_serving(self, name: str, address: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 self._check_alive(name)
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
+                if probe.serving(channel):
+                    return
                 time.sleep(0.05)
         raise MeshError(f"{name} did not become healthy on {address} within {timeout:.0f}s")
 

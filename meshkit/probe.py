@@ -13,15 +13,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 TIMEOUT_SECONDS = 2.0
 
 
+def serving(channel: grpc.Channel, service: str = "") -> bool:
+    """One standard health check over channel: SERVING, or not (any error included)."""
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT_SECONDS
+        )
+    except grpc.RpcError:
+        return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def grpc_serving(address: str, service: str = "") -> bool:
     with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT_SECONDS
-            )
-        except grpc.RpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return serving(channel, service)
 
 
 def http_ok(url: str) -> bool:

@@ -74,10 +74,6 @@ class Project:
     def container(self, service: str, replica: int = 1) -> str:
         return f"{self.name}_{service}_{replica}"
 
-    def health(self, container: str) -> str:
-        output = run(["podman", "inspect", "--format", "{{.State.Health.Status}}", container], self.env, check=False)
-        return output.strip()
-
     def wait_healthy(self, containers: list[str], timeout: float = 300) -> None:
         """Runs the healthchecks itself (podman has no timer for them without
         systemd) until every container reports healthy."""
