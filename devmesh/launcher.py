@@ -7,7 +7,6 @@ ports, so the mesh they test is started exactly the way users start it.
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import grpc
 
 from devmesh import envoy_config
 from devmesh.paths import ROOT
+from devmesh.ports import free_ports
 from meshkit import probe
 
 SERVICES = ("inventory", "orders", "notifications")
@@ -59,12 +59,6 @@ def cluster_health(admin: str) -> dict[str, list[bool]]:
     return health
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class Layout:
     """Every address and setting of one mesh, as the environment its processes get."""
@@ -80,7 +74,8 @@ class Layout:
 
     @classmethod
     def on_free_ports(cls, base: Mapping[str, str]) -> "Layout":
-        return cls.from_env({**base, **{name: f"127.0.0.1:{free_port()}" for name in DEFAULTS}})
+        chosen = free_ports(len(DEFAULTS))
+        return cls.from_env({**base, **{name: f"127.0.0.1:{port}" for name, port in zip(DEFAULTS, chosen, strict=True)}})
 
     def address(self, name: str) -> str:
         return self.env[name]

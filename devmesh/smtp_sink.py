@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
 
-from devmesh.launcher import free_port
+from devmesh.ports import free_port
 
 
 @dataclass

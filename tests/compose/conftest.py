@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from devmesh.launcher import free_port
 from devmesh.paths import ROOT
+from devmesh.ports import free_ports
 from tests.compose.podman import BASE_IMAGE, CONTAINERS_CONF, Project, image_exists, podman_env, run
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -81,7 +81,8 @@ def env(tmp_path_factory) -> dict[str, str]:
 def project(env):
     """The whole system on PostgreSQL from compose.yaml, with two Order replicas;
     torn down with its volumes afterwards, leaving no container or network."""
-    ports = {name: free_port() for name in ("SHOPMESH_PUBLIC_PORT", "ENVOY_ADMIN_PORT", "MAIL_UI_PORT")}
+    names = ("SHOPMESH_PUBLIC_PORT", "ENVOY_ADMIN_PORT", "MAIL_UI_PORT")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     running = Project(
         f"shopmesh-test-{uuid.uuid4().hex[:6]}",
         {

@@ -9,7 +9,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devmesh.launcher import ROOT, free_port
+from devmesh.launcher import ROOT
+from devmesh.ports import free_port
 
 
 @pytest.mark.parametrize("service", ["orders", "inventory", "notifications"])
