@@ -71,7 +71,11 @@ class OrderEventConsumer:
             await asyncio.sleep(self._resume_pause)
 
     async def _follow(self, cursor: int) -> None:
-        stream = self._stub.StreamOrderEvents(orders_pb2.StreamOrderEventsRequest(after_sequence=cursor))
+        # wait_for_ready: while the mesh listener cannot be reached yet (Envoy still
+        # starting, or restarting) the stream opens once it can, instead of failing.
+        stream = self._stub.StreamOrderEvents(
+            orders_pb2.StreamOrderEventsRequest(after_sequence=cursor), wait_for_ready=True
+        )
         async for event in stream:
             # A span of its own, linked to the trace of the order change.
             with self._tracer.start_as_current_span(

@@ -2,15 +2,19 @@
 real SMTP server, on both databases."""
 
 import asyncio
+import logging
 import mailbox
 
 import grpc
 import pytest
 
+from devmesh.ports import free_port
 from notifications.main import create_app
+from orders.main import create_app as create_orders
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
+from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.integration.conftest import product
 from tests.integration.test_orders_service import create
 
@@ -146,3 +150,27 @@ async def test_without_smtp_emails_go_to_a_maildir(orders, stocked, service_env,
     finally:
         await app.stop(0)
     assert len(messages) == 1 and messages[0]["To"] == "maildir@example.com"
+
+
+async def test_a_stream_opened_before_its_peer_listens_waits_for_it(stocked, service_env, smtp, caplog):
+    """As at `make up`, where the Notification service starts before Envoy: the
+    stream opens when the peer is there, without a failed attempt in between."""
+    orders_address = f"127.0.0.1:{free_port()}"
+    env = {**service_env, **smtp.env, "NOTIFICATIONS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": orders_address}
+    notifications = await create_app(env)
+    await notifications.start()
+    try:
+        await asyncio.sleep(1.5)
+        orders = await create_orders({**service_env, "ORDERS_LISTEN": orders_address, "MESH_ADDRESS": stocked.address})
+        await orders.start()
+        try:
+            async with grpc.aio.insecure_channel(orders_address) as channel:
+                # In one process both channels share a connection, still in its reconnect back-off.
+                await orders_pb2_grpc.OrderServiceStub(channel).CreateOrder(create(A=1), wait_for_ready=True, timeout=10)
+            assert len(await smtp.arrived(1, 10)) == 1
+            broke = [r for r in caplog.records if r.name == "notifications.consumer" and r.levelno >= logging.WARNING]
+            assert not broke
+        finally:
+            await orders.stop(0)
+    finally:
+        await notifications.stop(0)
