@@ -28,6 +28,14 @@ def test_list_shows_the_three_services(mesh):
     } <= services
 
 
+def test_health_answers_through_the_public_listener(mesh):
+    overall = grpcurl(mesh, "grpc.health.v1.Health/Check")
+    assert overall.returncode == 0, overall.stderr
+    assert json.loads(overall.stdout) == {"status": "SERVING"}
+    orders = grpcurl(mesh, "grpc.health.v1.Health/Check", data={"service": "shopmesh.orders.v1.OrderService"})
+    assert json.loads(orders.stdout) == {"status": "SERVING"}
+
+
 def test_describe_shows_the_methods(mesh):
     described = grpcurl(mesh, "describe", "shopmesh.orders.v1.OrderService")
     assert described.returncode == 0, described.stderr
