@@ -10,22 +10,28 @@ from meshkit import config
 
 BANNER = """
 ShopMesh is up.
-  public (gRPC, gRPC-Web, REST)  {public}
-  mesh (service to service)      {mesh}
-  Envoy admin                    http://{admin}/
-  data (SQLite)                  {data}
-  emails (Maildir)               {data}/maildir/new (unless SMTP_HOST is set)
-  Envoy logs                     {run_dir}/envoy.log, {run_dir}/envoy-access.log
+  public, TLS (gRPC, gRPC-Web, REST)  https://{public_tls}  (CA: {ca})
+  public, plaintext on loopback       http://{public}
+  mesh (service to service)           {mesh}
+  Envoy admin                         http://{admin}/
+  data (SQLite)                       {data}
+  emails (Maildir)                    {data}/maildir/new (unless SMTP_HOST is set)
+  Envoy logs                          {run_dir}/envoy.log, {run_dir}/envoy-access.log
+
+Every call but the catalogue needs a token; development tokens come from this mesh's key:
+  ANN=$(.venv/bin/python -m devmesh.token --email ann@example.com --roles customer)
+  OPS=$(.venv/bin/python -m devmesh.token --email ops@example.com --roles operator)
 
 Try it:
-  grpcurl -plaintext {public} list
-  grpcurl -plaintext -d '{{"customer_email": "ann@example.com", "items": [{{"product_id": "WIDGET-1", "quantity": 2}}]}}' \\
-      {public} shopmesh.orders.v1.OrderService/CreateOrder
-  curl -s http://{public}/v1/products
-  curl -s -X POST http://{public}/v1/orders -H 'content-type: application/json' \\
-      -d '{{"customerEmail": "ann@example.com", "items": [{{"productId": "GADGET-2", "quantity": 1}}]}}'
-  curl -s http://{public}/v1/orders
-  curl -s -X POST http://{public}/v1/orders/ORDER_ID:cancel
+  grpcurl -cacert {ca} {public_tls} list
+  grpcurl -cacert {ca} -H "authorization: Bearer $ANN" \\
+      -d '{{"items": [{{"product_id": "WIDGET-1", "quantity": 2}}]}}' \\
+      {public_tls} shopmesh.orders.v1.OrderService/CreateOrder
+  curl -s --cacert {ca} https://{public_tls}/v1/products
+  curl -s --cacert {ca} -H "authorization: Bearer $ANN" -X POST https://{public_tls}/v1/orders \\
+      -H 'content-type: application/json' -d '{{"items": [{{"productId": "GADGET-2", "quantity": 1}}]}}'
+  curl -s --cacert {ca} -H "authorization: Bearer $ANN" https://{public_tls}/v1/orders
+  curl -s --cacert {ca} -H "authorization: Bearer $OPS" -X POST https://{public_tls}/v1/orders/ORDER_ID:confirm
 
 Ctrl-C stops everything.
 """
@@ -46,11 +52,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         mesh.start()
-        created = demo.load(layout.public)
+        created = demo.load(layout.public, mesh.token())
         if created:
             print(f"Loaded demo products: {', '.join(created)}", flush=True)
         print(
-            BANNER.format(public=layout.public, mesh=layout.mesh, admin=layout.admin, data=data, run_dir=run_dir),
+            BANNER.format(
+                public=layout.public, public_tls=layout.public_tls, ca=layout.credentials.ca,
+                mesh=layout.mesh, admin=layout.admin, data=data, run_dir=run_dir,
+            ),
             flush=True,
         )
         signal.pause()

@@ -1,8 +1,8 @@
 """Demo products for `make up`, loaded through Envoy only into an empty catalogue."""
 
-import grpc
 from google.type import money_pb2
 
+from devmesh import client
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 DEMO_PRODUCTS = (
@@ -12,9 +12,9 @@ DEMO_PRODUCTS = (
 )
 
 
-def load(public_address: str) -> list[str]:
-    """Creates the demo products if the catalogue is empty; returns the ids created."""
-    with grpc.insecure_channel(public_address) as channel:
+def load(public_address: str, operator_token: str) -> list[str]:
+    """Creates the demo products if the catalogue is empty, as an operator; returns the ids created."""
+    with client.channel(public_address, operator_token) as channel:
         stub = inventory_pb2_grpc.InventoryServiceStub(channel)
         if stub.ListProducts(inventory_pb2.ListProductsRequest(page_size=1), timeout=10).products:
             return []

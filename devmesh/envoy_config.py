@@ -18,24 +18,40 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from string import Template
 from types import MappingProxyType
 
+import yaml
+
 from devmesh import paths
 
 TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
 
 # Envoy binds these itself: they must be IP addresses. Upstreams may be names (strict DNS).
-LISTENERS = ("public", "mesh", "admin")
+LISTENERS = ("public", "public_tls", "mesh", "admin")
 UPSTREAMS = ("orders", "inventory", "notifications", "collector")
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 # Field -> environment variables, first set one wins. A service's *_LISTEN address is where
 # Envoy finds it locally; *_UPSTREAM overrides it where the two differ (compose).
 ENV_VARS = MappingProxyType({
     "public": ("ENVOY_PUBLIC_LISTEN",),
+    "public_tls": ("ENVOY_PUBLIC_TLS_LISTEN",),
+    "tls_cert": ("ENVOY_TLS_CERT",),
+    "tls_key": ("ENVOY_TLS_KEY",),
+    "allow_plaintext_public": ("ENVOY_ALLOW_PLAINTEXT_PUBLIC",),
+    "jwt_issuer": ("SHOPMESH_JWT_ISSUER",),
+    "jwt_audience": ("SHOPMESH_JWT_AUDIENCE",),
+    "jwks_file": ("SHOPMESH_JWKS_FILE",),
+    "jwks_url": ("SHOPMESH_JWKS_URL",),
+    "jwks_ca": ("SHOPMESH_JWKS_CA",),
+    "roles_claim": ("SHOPMESH_JWT_ROLES_CLAIM",),
+    "email_claim": ("SHOPMESH_JWT_EMAIL_CLAIM",),
+    "jwt_max_lifetime": ("SHOPMESH_JWT_MAX_LIFETIME_SECONDS",),
     "mesh": ("ENVOY_MESH_LISTEN", "MESH_ADDRESS"),
     "admin": ("ENVOY_ADMIN_LISTEN",),
     "orders": ("ORDERS_UPSTREAM", "ORDERS_LISTEN"),
@@ -50,14 +66,21 @@ ENV_VARS = MappingProxyType({
     "collector": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
 })
 # Numbers of the resilience policy that differ by deployment (and that tests shrink).
-LIMITS = ("rate_limit_rps", "rate_limit_burst", "unary_max_requests", "max_pending_requests")
+LIMITS = ("rate_limit_rps", "rate_limit_burst", "unary_max_requests", "max_pending_requests", "jwt_max_lifetime")
+PATHS = ("descriptor_set", "tls_cert", "tls_key", "jwks_file", "jwks_ca")
 
 
 @dataclass(frozen=True)
 class EnvoyParams:
     """Where Envoy listens, where the services are, and the two files it uses."""
 
+    # plaintext public listener; refused on a non-loopback address unless allow_plaintext_public
     public: str = "127.0.0.1:8080"
+    # the same public API over TLS, served whenever tls_cert and tls_key are set
+    public_tls: str = "127.0.0.1:8443"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_plaintext_public: bool = False
     mesh: str = "127.0.0.1:8081"
     admin: str = "127.0.0.1:9901"
     orders: str = "127.0.0.1:50051"
@@ -74,6 +97,20 @@ class EnvoyParams:
     max_pending_requests: int = 4096
     # OTLP/gRPC collector for Envoy's spans; None: tracing context is passed on, nothing sampled
     collector: str | None = None
+    # who may call: bearer tokens (JWT) of this issuer and audience, verified with the keys
+    # of jwks_url (an identity provider; takes precedence) or of jwks_file
+    jwt_issuer: str = "shopmesh-dev"
+    jwt_audience: str = "shopmesh"
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    # CA bundle that an https jwks_url's certificate must chain to (default: the system's)
+    jwks_ca: Path = Path("/etc/ssl/certs/ca-certificates.crt")
+    # claims naming the caller's roles (a list, or a space-separated string) and email;
+    # a dotted name reaches into an object (Keycloak: realm_access.roles)
+    roles_claim: str = "roles"
+    email_claim: str = "email"
+    # longest token lifetime (exp - iat) Envoy accepts, in seconds
+    jwt_max_lifetime: int = 86400
 
 
 def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
@@ -85,8 +122,10 @@ def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
             continue
         if field.name == "collector":
             chosen[field.name] = value.split("://", 1)[-1].rstrip("/")
-        elif field.name == "descriptor_set":
+        elif field.name in PATHS:
             chosen[field.name] = Path(value)
+        elif field.name == "allow_plaintext_public":
+            chosen[field.name] = value.strip().lower() in TRUE_WORDS
         elif field.name in LIMITS:
             if not value.isdigit() or int(value) < 1:
                 raise ValueError(f"{ENV_VARS[field.name][0]}={value!r} must be a positive whole number")
@@ -106,7 +145,8 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def render(params: EnvoyParams) -> str:
-    """The bootstrap YAML for params. Raises ValueError for a malformed address."""
+    """The bootstrap YAML for params. Raises ValueError for a malformed address or an
+    unsafe choice (plaintext on a public address, no keys to verify tokens with)."""
     values: dict[str, object] = {}
     for name in LISTENERS + UPSTREAMS:
         # without a collector the cluster is still declared (the tracer needs one) but never used
@@ -119,12 +159,80 @@ def render(params: EnvoyParams) -> str:
         # JSON strings are valid YAML scalars, so any host or path stays one value
         values[f"{name}_host"] = json.dumps(host)
         values[f"{name}_port"] = port
-    # Envoy resolves a relative proto_descriptor against its own working directory
-    values["descriptor_set"] = json.dumps(str(Path(params.descriptor_set).resolve()))
+    _check_plaintext_public(params)
+    tls = params.tls_cert is not None and params.tls_key is not None
+    if (params.tls_cert is None) != (params.tls_key is None):
+        raise ValueError("ENVOY_TLS_CERT and ENVOY_TLS_KEY go together: set both or neither")
+    if params.jwks_file is None and not params.jwks_url:
+        raise ValueError("no keys to verify tokens with: set SHOPMESH_JWKS_FILE or SHOPMESH_JWKS_URL")
+    # Envoy resolves a relative path against its own working directory
+    for name in PATHS:
+        value = getattr(params, name)
+        values[name] = json.dumps(str(Path(value).resolve()) if value is not None else "/dev/null")
     values["access_log"] = json.dumps(str(params.access_log))
     values.update({name: getattr(params, name) for name in LIMITS})
     values["trace_sampling"] = 100 if params.collector else 0
-    return Template(TEMPLATE.read_text()).substitute(values)
+    values.update(_jwt_values(params))
+    config = yaml.safe_load(Template(TEMPLATE.read_text()).substitute(values))
+    jwks_tls = urllib.parse.urlsplit(params.jwks_url or "").scheme == "https"
+    _prune(config, tls=tls, remote_jwks=bool(params.jwks_url), jwks_tls=jwks_tls)
+    return yaml.safe_dump(config, sort_keys=False, width=200)
+
+
+def _check_plaintext_public(params: EnvoyParams) -> None:
+    host, _ = split_address(params.public)
+    if not ipaddress.ip_address(host).is_loopback and not params.allow_plaintext_public:
+        raise ValueError(
+            f"ENVOY_PUBLIC_LISTEN={params.public} would serve tokens in plaintext beyond this machine: "
+            "serve TLS on ENVOY_PUBLIC_TLS_LISTEN, keep the plaintext listener on loopback, "
+            "or set ENVOY_ALLOW_PLAINTEXT_PUBLIC=true behind a proxy that terminates TLS"
+        )
+
+
+def _jwt_values(params: EnvoyParams) -> dict[str, object]:
+    """Template values of the token check: issuer, audience, claims, and the JWKS URL's parts."""
+    url = urllib.parse.urlsplit(params.jwks_url or "https://127.0.0.1/")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"SHOPMESH_JWKS_URL={params.jwks_url!r} is not an http(s) URL")
+    return {
+        "jwt_issuer": json.dumps(params.jwt_issuer),
+        "jwt_audience": json.dumps(params.jwt_audience),
+        "jwks_url": json.dumps(params.jwks_url or ""),
+        "jwks_host": json.dumps(url.hostname),
+        "jwks_port": url.port or (443 if url.scheme == "https" else 80),
+        "jwks_san_type": "IP_ADDRESS" if _is_ip(url.hostname) else "DNS",
+        "roles_claim": json.dumps(params.roles_claim),
+        "email_claim": json.dumps(params.email_claim),
+        # where RBAC finds the roles: the verified payload jwt_authn puts in metadata
+        "roles_path": json.dumps([{"key": "jwt_payload"}, *({"key": k} for k in params.roles_claim.split("."))]),
+    }
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _prune(config: dict, *, tls: bool, remote_jwks: bool, jwks_tls: bool) -> None:
+    """Drops the template's optional parts that params do not use: the TLS listener
+    without a certificate, and one of the two ways to get the JWKS."""
+    resources = config["static_resources"]
+    if not tls:
+        resources["listeners"] = [item for item in resources["listeners"] if item["name"] != "public_tls"]
+    for listener in resources["listeners"]:
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                for http_filter in network_filter["typed_config"].get("http_filters", []):
+                    if http_filter["name"] == "envoy.filters.http.jwt_authn":
+                        for provider in http_filter["typed_config"]["providers"].values():
+                            provider.pop("local_jwks" if remote_jwks else "remote_jwks", None)  # shared by both public listeners
+    if not remote_jwks:
+        resources["clusters"] = [item for item in resources["clusters"] if item["name"] != "jwks"]
+    elif not jwks_tls:
+        next(item for item in resources["clusters"] if item["name"] == "jwks").pop("transport_socket")
 
 
 def envoy_binary() -> str:

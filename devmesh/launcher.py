@@ -11,13 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 
-from devmesh import envoy_config
+from devmesh import credentials, envoy_config, token
 from devmesh.paths import ROOT
 from devmesh.ports import free_ports
 from meshkit import probe
@@ -29,6 +29,7 @@ DEFAULTS = {
     "INVENTORY_LISTEN": "127.0.0.1:50052",
     "NOTIFICATIONS_LISTEN": "127.0.0.1:50053",
     "ENVOY_PUBLIC_LISTEN": "127.0.0.1:8080",
+    "ENVOY_PUBLIC_TLS_LISTEN": "127.0.0.1:8443",
     "MESH_ADDRESS": "127.0.0.1:8081",
     "ENVOY_ADMIN_LISTEN": "127.0.0.1:9901",
 }
@@ -83,6 +84,15 @@ class Layout:
     @property
     def public(self) -> str:
         return self.env["ENVOY_PUBLIC_LISTEN"]
+
+    @property
+    def public_tls(self) -> str:
+        return self.env["ENVOY_PUBLIC_TLS_LISTEN"]
+
+    @property
+    def credentials(self) -> credentials.Credentials:
+        """The development signing key, JWKS and edge certificate of this mesh's data dir."""
+        return credentials.for_env(self.env)
 
     @property
     def mesh(self) -> str:
@@ -147,8 +157,11 @@ class Mesh:
             raise MeshError(f"{name} exited with status {code} while starting\n{tail}")
 
     def start_envoy(self, timeout: float = 30.0) -> None:
+        # made on first start; what the environment names instead (a real JWKS or
+        # certificate) wins
+        made = credentials.ensure(self.layout.credentials)
         params = replace(
-            envoy_config.params_from_env(self.layout.env),
+            envoy_config.params_from_env({**made.env_defaults(), **self.layout.env}),
             access_log=str(self.run_dir / "envoy-access.log"),
         )
         config_path = self.run_dir / "envoy.yaml"
@@ -169,6 +182,14 @@ class Mesh:
 
     def admin_get(self, path: str) -> str:
         return admin_get(self.layout.admin, path)
+
+    def token(self, email: str = "operator@example.com", roles: Sequence[str] = ("operator",),
+              ttl_seconds: int = token.DEFAULT_TTL_SECONDS) -> str:
+        """A bearer token this mesh's Envoy accepts (signed with its development key)."""
+        return token.mint(
+            token.load_signing_key(self.layout.env), envoy_config.params_from_env(self.layout.env),
+            email, roles, ttl_seconds,
+        )
 
     def wait_envoy_healthy(self, timeout: float) -> None:
         """Until Envoy is live and its active health checks see every cluster healthy."""

@@ -76,6 +76,12 @@ class FailedPrecondition(DomainError):
         self.violations = list(violations)
 
 
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this (for someone else's resource, see NotFound)."""
+
+    reason = "PERMISSION_DENIED"
+
+
 class Unavailable(DomainError):
     """A service this one depends on could not answer; the caller may try again."""
 

@@ -1,16 +1,27 @@
-"""The request id of the call being served (Envoy's x-request-id), kept for the
-duration of the call so that outgoing calls pass it on and logs can name it."""
+"""The call being served: its request id (Envoy's x-request-id), kept for the duration
+of the call so that outgoing calls pass it on and logs can name it, and its caller
+(meshkit.caller)."""
 
 import contextvars
 
 import grpc
 
+from meshkit import caller as callers
+
 REQUEST_ID_HEADER = "x-request-id"
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# a call with no caller headers: another service on the mesh listener
+_SERVICE = callers.Caller()
+_caller: contextvars.ContextVar[callers.Caller] = contextvars.ContextVar("caller", default=_SERVICE)
 
 
 def request_id() -> str:
     return _request_id.get()
+
+
+def caller() -> callers.Caller:
+    """Who the call being served is for (a service calling directly: nobody in particular)."""
+    return _caller.get()
 
 
 def outgoing_metadata() -> tuple[tuple[str, str], ...]:
@@ -21,8 +32,6 @@ def outgoing_metadata() -> tuple[tuple[str, str], ...]:
 
 def bind(context: grpc.aio.ServicerContext) -> None:
     """Called at the start of every served call (by meshkit.status's interceptor)."""
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_HEADER:
-            _request_id.set(value)
-            return
-    _request_id.set("")
+    metadata = context.invocation_metadata() or ()
+    _request_id.set(next((value for key, value in metadata if key == REQUEST_ID_HEADER), ""))
+    _caller.set(callers.from_metadata(metadata))

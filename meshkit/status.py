@@ -30,6 +30,7 @@ _CODES = (
     (errors.NotFound, code_pb2.NOT_FOUND),
     (errors.AlreadyExists, code_pb2.ALREADY_EXISTS),
     (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (errors.PermissionDenied, code_pb2.PERMISSION_DENIED),
     (errors.Unavailable, code_pb2.UNAVAILABLE),
 )
 

@@ -2,13 +2,13 @@
 
 import datetime as dt
 
-from meshkit import pagination
+from meshkit import pagination, request_context
 from meshkit.errors import FieldViolation, InvalidArgument, Unavailable, Validator
 from meshkit.protoconv import money_to_proto, timestamp
 from orders import domain
 from orders.feed import LAGGED, ChangeFeed
 from orders.storage import OrderStore
-from orders.workflow import OrderWorkflow
+from orders.workflow import OrderWorkflow, visible
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 STATUS_TO_PROTO = {
@@ -77,39 +77,46 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self._feed = feed
 
     async def CreateOrder(self, request, context):
+        # a customer orders for themselves: an empty customer_email means the token's
         new = domain.validate_new_order(
-            request.customer_email,
+            request_context.caller().acting_for(request.customer_email),
             [domain.ItemRequest(item.product_id, item.quantity) for item in request.items],
             request.request_id,
         )
         return order_to_proto(await self._workflow.create(new))
 
     async def GetOrder(self, request, context):
-        return order_to_proto(await self._workflow.get(_order_id(request)))
+        return order_to_proto(await self._workflow.get(_order_id(request), request_context.caller()))
 
     async def ListOrders(self, request, context):
-        filters = {"customer_email": request.customer_email}
+        # a customer lists their own orders; an operator anyone's, or all
+        customer_email = request_context.caller().acting_for(request.customer_email)
+        filters = {"customer_email": customer_email}
         size = pagination.page_size(request.page_size)
         after = pagination.decode(request.page_token, filters, _list_key)
-        orders = await self._store.page(request.customer_email, after, size + 1)
+        orders = await self._store.page(customer_email, after, size + 1)
         page, token = pagination.cut(orders, size, filters, lambda last: [last.create_time.isoformat(), last.order_id])
         return orders_pb2.ListOrdersResponse(orders=[order_to_proto(o) for o in page], next_page_token=token)
 
     async def ConfirmOrder(self, request, context):
-        return order_to_proto(await self._workflow.move(_order_id(request), domain.OrderStatus.CONFIRMED))
+        return await self._move(request, domain.OrderStatus.CONFIRMED)
 
     async def ShipOrder(self, request, context):
-        return order_to_proto(await self._workflow.move(_order_id(request), domain.OrderStatus.SHIPPED))
+        return await self._move(request, domain.OrderStatus.SHIPPED)
 
     async def CancelOrder(self, request, context):
-        return order_to_proto(await self._workflow.move(_order_id(request), domain.OrderStatus.CANCELLED))
+        return await self._move(request, domain.OrderStatus.CANCELLED)
+
+    async def _move(self, request, target: domain.OrderStatus) -> orders_pb2.Order:
+        return order_to_proto(await self._workflow.move(_order_id(request), target, request_context.caller()))
 
     async def WatchOrder(self, request, context):
         order_id = _order_id(request)
+        caller = request_context.caller()
         with self._feed.subscribe(order_id) as subscription:
             # Subscribed before reading: no change can fall between the two.
             order, seen = await self._store.get_with_sequence(order_id)
-            yield order_to_proto(order)
+            yield order_to_proto(visible(order, caller))
             while not order.status.terminal:
                 event = await subscription.next()
                 if event is None:

@@ -6,8 +6,9 @@ import logging
 import weakref
 from collections.abc import Callable
 
+from meshkit.caller import Caller
 from meshkit.database import utcnow
-from meshkit.errors import AlreadyExists, DomainError, Unavailable
+from meshkit.errors import AlreadyExists, DomainError, NotFound, Unavailable
 from orders import domain
 from orders.inventory_client import InventoryClient
 from orders.storage import OrderStore, RequestConflict
@@ -56,11 +57,11 @@ class OrderWorkflow:
 
     def _repeat(self, new: domain.NewOrder, order: domain.Order, fingerprint: str | None) -> domain.Order:
         if fingerprint != new.fingerprint():
+            # Names no order: the first request may have been another customer's.
             raise AlreadyExists(
-                "order",
-                order.order_id,
-                f"request_id {new.request_id!r} was already used for order {order.order_id} "
-                "with another customer or other items",
+                "request",
+                new.request_id,
+                f"request_id {new.request_id!r} was already used for an order with another customer or other items",
             )
         return order
 
@@ -72,14 +73,16 @@ class OrderWorkflow:
         except DomainError as error:
             log.error("stock of unstored order left reserved", extra={"order_id": order_id, "error": str(error)})
 
-    async def get(self, order_id: str) -> domain.Order:
-        return await self._store.get(order_id)
+    async def get(self, order_id: str, caller: Caller) -> domain.Order:
+        return visible(await self._store.get(order_id), caller)
 
-    async def move(self, order_id: str, target: domain.OrderStatus) -> domain.Order:
+    async def move(self, order_id: str, target: domain.OrderStatus, caller: Caller) -> domain.Order:
         lock = self._order_locks.get(order_id)
         if lock is None:
             lock = self._order_locks[order_id] = asyncio.Lock()
         async with lock:
+            if not caller.sees_everything:
+                await self.get(order_id, caller)
             if target is domain.OrderStatus.CANCELLED:
                 # Check first, release, then commit: if Inventory cannot be
                 # reached nothing has changed and the caller can try again.
@@ -89,3 +92,11 @@ class OrderWorkflow:
             moved = await self._store.move(order_id, target, utcnow())
             self._on_change()
             return moved
+
+
+def visible(order: domain.Order, caller: Caller) -> domain.Order:
+    """order, if caller may see it; else the very error a missing order gives, so that
+    nobody learns whether someone else's order exists."""
+    if not caller.owns(order.customer_email):
+        raise NotFound("order", order.order_id)
+    return order

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.type import money_pb2
 
+from devmesh import client
 from devmesh.launcher import Layout, Mesh
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
@@ -54,9 +55,14 @@ def stubs_for(channel: grpc.Channel) -> Stubs:
 
 
 @pytest.fixture(scope="session")
-def public(mesh):
-    """Generated stubs on Envoy's public listener."""
-    with grpc.insecure_channel(mesh.layout.public) as channel:
+def operator_token(mesh) -> str:
+    return mesh.token("operator@example.com", ["operator"])
+
+
+@pytest.fixture(scope="session")
+def public(mesh, operator_token):
+    """Generated stubs on Envoy's public listener, calling as an operator."""
+    with client.channel(mesh.layout.public, operator_token) as channel:
         yield stubs_for(channel)
 
 
@@ -106,27 +112,31 @@ class Reply:
     body: object
 
 
-@pytest.fixture(scope="session")
-def rest(mesh):
-    """Plain HTTP/1.1 against Envoy's public listener: rest(method, path, json_body)."""
+def http_call(url: str, method: str = "GET", body=None, headers=None, token: str | None = None) -> Reply:
+    """One plain HTTP/1.1 request with a JSON body, and a bearer token when one is given."""
+    data = None if body is None else json.dumps(body).encode()
+    auth = {"authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json", **auth, **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as reply:
+            status, head, raw = reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as error:
+        status, head, raw = error.code, dict(error.headers), error.read()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return Reply(status, {k.lower(): v for k, v in head.items()}, parsed)
 
-    def call(method: str, path: str, body=None, headers=None) -> Reply:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"http://{mesh.layout.public}{path}",
-            data=data,
-            method=method,
-            headers={"content-type": "application/json", **(headers or {})},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as reply:
-                status, head, raw = reply.status, dict(reply.headers), reply.read()
-        except urllib.error.HTTPError as error:
-            status, head, raw = error.code, dict(error.headers), error.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode(errors="replace")
-        return Reply(status, {k.lower(): v for k, v in head.items()}, parsed)
+
+@pytest.fixture(scope="session")
+def rest(mesh, operator_token):
+    """Plain HTTP/1.1 against Envoy's public listener: rest(method, path, json_body), as an
+    operator unless another token (or None: no token) is given."""
+
+    def call(method: str, path: str, body=None, headers=None, token: str | None = operator_token) -> Reply:
+        return http_call(f"http://{mesh.layout.public}{path}", method, body, headers, token)
 
     return call
