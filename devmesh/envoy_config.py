@@ -27,7 +27,8 @@ from types import MappingProxyType
 
 import yaml
 
-from devmesh import paths
+from devmesh import credentials, paths
+from meshkit.config import ConfigError
 
 TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
 
@@ -261,14 +262,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate", action="store_true", help="also run envoy --mode validate")
     parser.add_argument("--exec", action="store_true",
                         help="then replace this process with envoy -c OUT and the arguments after --")
+    parser.add_argument("--dev-credentials", action="store_true",
+                        help="create the development signing key, JWKS and edge certificate in "
+                             "SHOPMESH_DATA_DIR when missing, and use them where no variable names others")
     parser.add_argument("envoy_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.exec and args.out is None:
         parser.error("--exec needs --out")
 
     try:
-        config = render(params_from_env(os.environ))
-    except ValueError as error:
+        env = dict(os.environ)
+        if args.dev_credentials:
+            env = {**credentials.ensure(credentials.for_env(env)).env_defaults(), **env}
+        config = render(params_from_env(env))
+    except (ValueError, ConfigError) as error:
         print(f"envoy_config: {error}", file=sys.stderr)
         return 2
 
