@@ -39,13 +39,14 @@ class Caller:
         return self.sees_everything or (bool(self.email) and _same_email(owner_email, self.email))
 
     def acting_for(self, requested_email: str) -> str:
-        """The customer email a call acts for: the one requested, or the caller's own
-        when none is; PermissionDenied when a customer names someone else."""
-        if not requested_email:
-            return "" if self.sees_everything else self.email
-        if not self.owns(requested_email):
+        """The customer email a call acts for: for a customer always their own (asking
+        for none means that too), PermissionDenied when they name someone else; for an
+        operator or a service, the one requested."""
+        if self.sees_everything:
+            return requested_email
+        if requested_email and not self.owns(requested_email):
             raise PermissionDenied("a customer may act only for their own email")
-        return requested_email
+        return self.email
 
 
 def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
