@@ -1,6 +1,6 @@
 """A real browser (headless Chromium) on a page of another origin, calling ShopMesh
-through Envoy's public listener as a web front end would: REST (with CORS
-preflights), gRPC-Web and WatchOrder as Server-Sent Events."""
+through Envoy's public listener as a web front end would, for a signed-in customer:
+REST (with CORS preflights), gRPC-Web and WatchOrder as Server-Sent Events."""
 
 import functools
 import html
@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import threading
+import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -62,16 +63,24 @@ def run_page(url: str, profile: Path) -> dict:
 
 def test_a_web_page_uses_rest_grpc_web_and_server_sent_events(mesh, new_product, page_origin, tmp_path):
     product_id = new_product(5)
-    seen = run_page(f"{page_origin}/shop.html?api=http://{mesh.layout.public}&product={product_id}", tmp_path / "profile")
+    token = mesh.token("browser@example.com", ["customer"])
+    query = urllib.parse.urlencode({"api": f"http://{mesh.layout.public}", "product": product_id, "token": token})
+    seen = run_page(f"{page_origin}/shop.html?{query}", tmp_path / "profile")
 
     assert seen.get("done"), seen
     assert product_id in seen["products"]
-    # a cross-origin JSON POST: the browser sent a CORS preflight first, and Envoy allowed it
+    # a page can read why it was refused, and that it should sign in
+    assert seen["anonymous"] == {"status": 401, "code": 16, "challenge": 'Bearer realm="shopmesh"'}
+    # a cross-origin JSON POST with a token: the browser sent a CORS preflight first, and Envoy allowed it
     assert seen["created"]["status"] == 200 and seen["created"]["orderStatus"] == "ORDER_STATUS_PENDING"
+    assert seen["created"]["customerEmail"] == "browser@example.com"
+    # confirming is an operator's job
+    assert seen["forbidden"] == {"status": 403, "code": 7}
     # the request id is exposed to scripts, to quote when something went wrong
     assert re.fullmatch(r"[0-9a-f-]{36}", seen["created"]["requestId"] or "")
     assert seen["missing"] == {"status": 404, "code": 5}
     web = seen["grpcWeb"]
     assert web["status"] == 200 and web["contentType"].startswith("application/grpc-web")
     assert product_id in web["message"] and "grpc-status:0" in web["trailers"]
-    assert seen["watched"] == ["ORDER_STATUS_PENDING", "ORDER_STATUS_CONFIRMED"]
+    # EventSource sent the token as a cookie
+    assert seen["watched"] == ["ORDER_STATUS_PENDING", "ORDER_STATUS_CANCELLED"]

@@ -7,6 +7,7 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from devmesh import client
 from inventory.storage import ReservationLineRow, ReservationRow
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
@@ -17,9 +18,11 @@ from tests.e2e.conftest import unique
 CLIENT_CONNECTIONS = 8
 
 
-async def create_concurrently(address: str, requests: list[pb.CreateOrderRequest]) -> list:
-    """Sends every request at once over several connections; returns orders and errors."""
-    channels = [grpc.aio.insecure_channel(address) for _ in range(CLIENT_CONNECTIONS)]
+async def create_concurrently(mesh, requests: list[pb.CreateOrderRequest]) -> list:
+    """Sends every request at once over several connections to the public listener, as an
+    operator; returns orders and errors."""
+    token = mesh.token()
+    channels = [client.aio_channel(mesh.layout.public, token) for _ in range(CLIENT_CONNECTIONS)]
     stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels]
 
     async def one(i: int, request):
@@ -73,7 +76,7 @@ def order_for(items: dict[str, int], request_id: str = "") -> pb.CreateOrderRequ
 
 async def test_no_oversell_under_200_concurrent_orders(mesh, public, new_product):
     product_id = new_product(50)
-    results = await create_concurrently(mesh.layout.public, [order_for({product_id: 1}) for _ in range(200)])
+    results = await create_concurrently(mesh, [order_for({product_id: 1}) for _ in range(200)])
     placed = [r for r in results if isinstance(r, pb.Order)]
     refused = [r for r in results if not isinstance(r, pb.Order)]
     assert len(placed) == 50
@@ -90,7 +93,7 @@ async def test_overlapping_multi_item_orders_are_all_or_nothing(mesh, public, ne
     for _ in range(160):
         chosen = rng.sample(products, rng.randint(1, 3))  # shuffled: lock order is the server's business
         requests.append(order_for({p: rng.randint(1, 3) for p in chosen}))
-    results = await create_concurrently(mesh.layout.public, requests)
+    results = await create_concurrently(mesh, requests)
     placed = [r for r in results if isinstance(r, pb.Order)]
     refused = [r for r in results if not isinstance(r, pb.Order)]
     assert placed and refused, "the load should both place and refuse orders"
@@ -103,7 +106,7 @@ async def test_overlapping_multi_item_orders_are_all_or_nothing(mesh, public, ne
 async def test_one_request_id_sent_20_times_at_once_is_one_order(mesh, public, new_product):
     product_id = new_product(10)
     request_id = unique("req")
-    results = await create_concurrently(mesh.layout.public, [order_for({product_id: 3}, request_id)] * 20)
+    results = await create_concurrently(mesh, [order_for({product_id: 3}, request_id)] * 20)
     assert all(isinstance(r, pb.Order) for r in results), [r for r in results if not isinstance(r, pb.Order)]
     assert len({r.order_id for r in results}) == 1
     assert reservation_count(mesh, results[0].order_id) == 1

@@ -7,6 +7,7 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, select
 
+from devmesh import client
 from inventory.storage import ReservationLineRow, ReservationRow
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
@@ -43,7 +44,7 @@ def reservations(mesh) -> dict[str, tuple[str, int]]:
 async def test_sigkill_loses_no_acknowledged_order(crash_mesh, victim):
     mesh = crash_mesh
     product_id = unique("D")
-    async with grpc.aio.insecure_channel(mesh.layout.public) as channel:
+    async with client.aio_channel(mesh.layout.public, mesh.token()) as channel:
         inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         await inventory.CreateProduct(
             inventory_pb2.CreateProductRequest(

@@ -1,20 +1,33 @@
-"""The grpcurl binary against Envoy's public listener, relying on reflection only."""
+"""The grpcurl binary against Envoy's public listeners (plaintext on loopback, and TLS
+with the development CA), relying on reflection only."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import unique
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
-def grpcurl(mesh, *args: str, data: dict | None = None) -> subprocess.CompletedProcess:
-    command = [GRPCURL, "-plaintext", "-max-time", "15"]
+def grpcurl(mesh, *args: str, data: dict | None = None, token: str | None = None, tls: bool = False,
+            ca: bool = True) -> subprocess.CompletedProcess:
+    """grpcurl as a user types it: anonymous unless a token is given; over TLS with the
+    development CA (-cacert) when tls is set."""
+    command = [GRPCURL, "-max-time", "15"]
+    if tls:
+        command += ["-cacert", str(mesh.layout.credentials.ca)] if ca else []
+    else:
+        command += ["-plaintext"]
+    if token:
+        command += ["-H", f"authorization: Bearer {token}"]
     if data is not None:
         command += ["-d", json.dumps(data)]
-    return subprocess.run([*command, mesh.layout.public, *args], capture_output=True, text=True, timeout=30)
+    address = mesh.layout.public_tls if tls else mesh.layout.public
+    return subprocess.run([*command, address, *args], capture_output=True, text=True, timeout=30)
 
 
 def test_list_shows_the_three_services(mesh):
@@ -43,28 +56,46 @@ def test_describe_shows_the_methods(mesh):
     assert 'get:"/v1/orders/{order_id}"' in described.stdout
 
 
-def test_create_and_get_an_order(mesh):
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+def test_an_operator_stocks_a_product_and_a_customer_orders_it(mesh, tls):
     product_id = unique("G")
     created = grpcurl(
         mesh,
         "shopmesh.inventory.v1.InventoryService/CreateProduct",
         data={"product": {"product_id": product_id, "title": "grpcurl product", "price": {"currency_code": "EUR", "units": 2}, "available": 5}},
+        token=mesh.token("ops@example.com", ["operator"]),
+        tls=tls,
     )
     assert created.returncode == 0, created.stderr
+    gus = mesh.token("gus@example.com", ["customer"])
+    # no customer_email: a customer orders for the email of their token
     placed = grpcurl(
-        mesh,
-        "shopmesh.orders.v1.OrderService/CreateOrder",
-        data={"customer_email": "gus@example.com", "items": [{"product_id": product_id, "quantity": 2}]},
+        mesh, "shopmesh.orders.v1.OrderService/CreateOrder",
+        data={"items": [{"product_id": product_id, "quantity": 2}]}, token=gus, tls=tls,
     )
     assert placed.returncode == 0, placed.stderr
     order = json.loads(placed.stdout)
     assert order["status"] == "ORDER_STATUS_PENDING" and order["total"]["units"] == "4"
+    assert order["customer_email"] == "gus@example.com"
     # grpcurl prints the proto field names.
-    fetched = grpcurl(mesh, "shopmesh.orders.v1.OrderService/GetOrder", data={"order_id": order["order_id"]})
+    fetched = grpcurl(mesh, "shopmesh.orders.v1.OrderService/GetOrder", data={"order_id": order["order_id"]}, token=gus, tls=tls)
     assert json.loads(fetched.stdout)["order_id"] == order["order_id"]
 
 
 def test_errors_carry_code_and_message(mesh):
-    missing = grpcurl(mesh, "shopmesh.orders.v1.OrderService/GetOrder", data={"order_id": "nope"})
+    missing = grpcurl(mesh, "shopmesh.orders.v1.OrderService/GetOrder", data={"order_id": "nope"}, token=mesh.token())
     assert missing.returncode != 0
     assert "NotFound" in missing.stderr and "order not found: nope" in missing.stderr
+
+
+def test_no_token_is_unauthenticated(mesh):
+    refused = grpcurl(mesh, "shopmesh.orders.v1.OrderService/ListOrders", data={})
+    assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
+
+
+def test_tls_without_the_ca_is_refused(mesh):
+    """The edge certificate is signed by the development CA, which no system trusts."""
+    untrusted = grpcurl(mesh, "list", tls=True, ca=False)
+    assert untrusted.returncode != 0
+    assert "certificate" in untrusted.stderr
+    assert grpcurl(mesh, "list", tls=True).returncode == 0

@@ -5,8 +5,7 @@ import asyncio
 import statistics
 import time
 
-import grpc
-
+from devmesh import client
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 
@@ -30,9 +29,9 @@ async def test_a_thousand_idle_watchers(mesh, public, new_product):
         pb.CreateOrderRequest(customer_email="many@example.com", items=[pb.OrderItemRequest(product_id=product_id, quantity=1)]),
         timeout=10,
     )
-    channels = [grpc.aio.insecure_channel(mesh.layout.public) for _ in range(CONNECTIONS)]
+    channels = [client.aio_channel(mesh.layout.public, mesh.token()) for _ in range(CONNECTIONS)]
     stubs = [orders_pb2_grpc.OrderServiceStub(c) for c in channels]
-    probe = grpc.aio.insecure_channel(mesh.layout.public)
+    probe = client.aio_channel(mesh.layout.public, mesh.token())
     probe_stub = orders_pb2_grpc.OrderServiceStub(probe)
     try:
         await p99_of_get_order(probe_stub, order.order_id)  # warm up

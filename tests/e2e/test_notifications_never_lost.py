@@ -6,9 +6,9 @@ import threading
 import time
 from collections import Counter
 
-import grpc
 import pytest
 
+from devmesh import client
 from devmesh.smtp_sink import SmtpSink
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.orders.v1 import orders_pb2 as pb
@@ -65,7 +65,7 @@ def wait_all_sent(stubs, count: int, timeout: float = 60) -> list:
 
 def test_sigkill_of_notifications_loses_no_email(mail_mesh, smtp, new_product_in):
     mesh = mail_mesh
-    with grpc.insecure_channel(mesh.layout.public) as channel:
+    with client.channel(mesh.layout.public, mesh.token()) as channel:
         stubs = stubs_for(channel)
         product_id = new_product_in(stubs, ORDERS)
         kills = 0
@@ -102,7 +102,7 @@ def test_sigkill_of_notifications_loses_no_email(mail_mesh, smtp, new_product_in
 
 def test_orders_restarted_mid_stream_loses_no_email(mail_mesh, smtp, new_product_in):
     mesh = mail_mesh
-    with grpc.insecure_channel(mesh.layout.public) as channel:
+    with client.channel(mesh.layout.public, mesh.token()) as channel:
         stubs = stubs_for(channel)
         product_id = new_product_in(stubs, 100)
         first = place_orders(stubs, product_id, 20)

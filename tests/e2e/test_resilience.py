@@ -6,17 +6,16 @@ import json
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devmesh import client
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.e2e.conftest import start_mesh, stubs_for
+from tests.e2e.conftest import http_call, start_mesh, stubs_for
 
 
 @pytest.fixture
@@ -54,20 +53,13 @@ def order_request(product_id: str, quantity: int = 1) -> pb.CreateOrderRequest:
 
 
 def rest_post(mesh, path: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"http://{mesh.layout.public}{path}", data=json.dumps(body).encode(), method="POST",
-        headers={"content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    reply = http_call(f"http://{mesh.layout.public}{path}", "POST", body, token=mesh.token())
+    return reply.status, reply.body
 
 
 def test_inventory_down_fails_fast_and_recovers_without_restarts(fault_mesh):
     mesh = fault_mesh
-    with grpc.insecure_channel(mesh.layout.public) as channel:
+    with client.channel(mesh.layout.public, mesh.token()) as channel:
         stubs = stubs_for(channel)
         product_id = create_product(stubs)
         stubs.orders.CreateOrder(order_request(product_id), timeout=10)
@@ -101,11 +93,11 @@ def test_inventory_down_fails_fast_and_recovers_without_restarts(fault_mesh):
 @pytest.mark.parametrize("fault_mesh", [{"SHOPMESH_FAULT_RESERVE_UNAVAILABLE": "0.3"}], indirect=True)
 async def test_envoy_retries_ride_out_a_flaky_inventory(fault_mesh):
     mesh, calls, workers = fault_mesh, 1000, 8
-    with grpc.insecure_channel(mesh.layout.public) as sync_channel:
+    with client.channel(mesh.layout.public, mesh.token()) as sync_channel:
         stubs = stubs_for(sync_channel)
         product_id = create_product(stubs)
         retries_before = stat(mesh, "cluster.inventory.upstream_rq_retry")
-        async with grpc.aio.insecure_channel(mesh.layout.public) as channel:
+        async with client.aio_channel(mesh.layout.public, mesh.token()) as channel:
             stub = orders_pb2_grpc.OrderServiceStub(channel)
             queue = iter(range(calls))
             placed, failed = [], []
@@ -134,10 +126,10 @@ async def test_envoy_retries_ride_out_a_flaky_inventory(fault_mesh):
 )
 async def test_overload_is_shed_quickly_and_the_rest_succeeds(fault_mesh):
     mesh = fault_mesh
-    with grpc.insecure_channel(mesh.layout.public) as sync_channel:
+    with client.channel(mesh.layout.public, mesh.token()) as sync_channel:
         product_id = create_product(stubs_for(sync_channel))
     overflow_before = stat(mesh, "cluster.inventory.upstream_rq_active_overflow")
-    async with grpc.aio.insecure_channel(mesh.layout.public) as channel:
+    async with client.aio_channel(mesh.layout.public, mesh.token()) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
 
         async def one():
@@ -164,7 +156,7 @@ async def test_overload_is_shed_quickly_and_the_rest_succeeds(fault_mesh):
 @pytest.mark.parametrize("fault_mesh", [{"ENVOY_RATE_LIMIT_RPS": "5", "ENVOY_RATE_LIMIT_BURST": "20"}], indirect=True)
 def test_a_burst_over_the_rate_limit_is_refused(fault_mesh):
     mesh = fault_mesh
-    with grpc.insecure_channel(mesh.layout.public) as channel:
+    with client.channel(mesh.layout.public, mesh.token()) as channel:
         stubs = stubs_for(channel)
         product_id = create_product(stubs)
         codes = []
@@ -194,7 +186,7 @@ def test_oversized_bodies_are_refused_at_the_edge(mesh, rest):
 def test_sigterm_drains_without_failing_accepted_calls(fault_mesh):
     mesh = fault_mesh
     inventory_address = mesh.layout.address("INVENTORY_LISTEN")
-    with grpc.insecure_channel(mesh.layout.public) as channel:
+    with client.channel(mesh.layout.public, mesh.token()) as channel:
         stubs = stubs_for(channel)
         product_id = create_product(stubs)
         errors, successes, stop = [], [], threading.Event()

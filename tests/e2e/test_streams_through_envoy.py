@@ -44,11 +44,14 @@ def test_watch_with_the_generated_stub(public, new_product):
     assert statuses == [Status.ORDER_STATUS_PENDING, Status.ORDER_STATUS_CONFIRMED, Status.ORDER_STATUS_SHIPPED]
 
 
-def test_watch_over_rest_is_server_sent_events(mesh, public, new_product):
+def test_watch_over_rest_is_server_sent_events(mesh, public, new_product, operator_token):
     order = place(public, new_product)
     host, port = mesh.layout.public.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    connection.request("GET", f"/v1/orders/{order.order_id}:watch", headers={"accept": "text/event-stream"})
+    connection.request(
+        "GET", f"/v1/orders/{order.order_id}:watch",
+        headers={"accept": "text/event-stream", "authorization": f"Bearer {operator_token}"},
+    )
     reply = connection.getresponse()
     assert reply.status == 200
     assert reply.getheader("content-type").startswith("text/event-stream")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.e2e.conftest import start_mesh, unique
+from tests.e2e.conftest import http_call, start_mesh, unique
 from tests.otlp_collector import Collector
 
 
@@ -44,19 +44,9 @@ def trace_of(collector, request_id_span_filter, services: set[str], timeout: flo
         time.sleep(0.1)
 
 
-def post(mesh, path: str, body: dict, request_id: str):
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"http://{mesh.layout.public}{path}", data=json.dumps(body).encode(), method="POST",
-        headers={"content-type": "application/json", "x-request-id": request_id},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=15) as reply:
-            return reply.status
-    except urllib.error.HTTPError as error:
-        return error.code
+def post(mesh, path: str, body: dict, request_id: str) -> int:
+    url = f"http://{mesh.layout.public}{path}"
+    return http_call(url, "POST", body, {"x-request-id": request_id}, token=mesh.token()).status
 
 
 def create_product(mesh) -> str:
