@@ -1,28 +1,88 @@
 """The one Envoy template renders and validates for every environment."""
 
 import subprocess
+from dataclasses import replace
 
 import pytest
+import yaml
 
-from devmesh import envoy_config
+from devmesh import credentials, envoy_config
 from devmesh.envoy_config import EnvoyParams
 
-COMPOSE = EnvoyParams(
-    public="0.0.0.0:8080",
-    mesh="0.0.0.0:8081",
-    admin="0.0.0.0:9901",
-    orders="orders:50051",
-    inventory="inventory:50052",
-    notifications="notifications:50053",
-)
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    return credentials.ensure(credentials.Credentials(tmp_path_factory.mktemp("credentials")))
 
 
-@pytest.mark.parametrize("params", [EnvoyParams(), COMPOSE], ids=["local", "compose"])
-def test_rendered_config_passes_envoy_validate(params, tmp_path):
+@pytest.fixture(scope="module")
+def local(made):
+    return EnvoyParams(jwks_file=made.jwks, tls_cert=made.edge_cert, tls_key=made.edge_key)
+
+
+def compose(local: EnvoyParams) -> EnvoyParams:
+    return replace(
+        local,
+        public="127.0.0.1:8080",
+        public_tls="0.0.0.0:8443",
+        mesh="0.0.0.0:8081",
+        admin="0.0.0.0:9901",
+        orders="orders:50051",
+        inventory="inventory:50052",
+        notifications="notifications:50053",
+    )
+
+
+def identity_provider(local: EnvoyParams) -> EnvoyParams:
+    return replace(local, jwks_url="https://idp.example.com/realms/shop/protocol/openid-connect/certs",
+                   roles_claim="realm_access.roles", jwt_issuer="https://idp.example.com/realms/shop")
+
+
+@pytest.mark.parametrize("variant", [lambda p: p, compose, identity_provider], ids=["local", "compose", "identity provider"])
+def test_rendered_config_passes_envoy_validate(variant, local, tmp_path):
     path = tmp_path / "envoy.yaml"
-    path.write_text(envoy_config.render(params))
+    path.write_text(envoy_config.render(variant(local)))
     result = envoy_config.validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def listeners(config: str) -> dict[str, dict]:
+    return {item["name"]: item for item in yaml.safe_load(config)["static_resources"]["listeners"]}
+
+
+def test_tls_is_served_whenever_a_certificate_is_configured(local):
+    assert set(listeners(envoy_config.render(local))) == {"public", "public_tls", "mesh"}
+    without = replace(local, tls_cert=None, tls_key=None)
+    assert set(listeners(envoy_config.render(without))) == {"public", "mesh"}
+    with pytest.raises(ValueError, match="go together"):
+        envoy_config.render(replace(local, tls_key=None))
+
+
+def test_plaintext_on_a_public_address_is_refused_unless_asked_for(local):
+    with pytest.raises(ValueError, match="ENVOY_ALLOW_PLAINTEXT_PUBLIC"):
+        envoy_config.render(replace(local, public="0.0.0.0:8080"))
+    allowed = envoy_config.render(replace(local, public="0.0.0.0:8080", allow_plaintext_public=True))
+    assert "public" in listeners(allowed)
+
+
+def test_tokens_need_a_key_source(local):
+    with pytest.raises(ValueError, match="SHOPMESH_JWKS"):
+        envoy_config.render(replace(local, jwks_file=None))
+
+
+def test_an_identity_providers_url_replaces_the_file(local):
+    config = yaml.safe_load(envoy_config.render(identity_provider(local)))
+    jwt_filter = next(
+        f for f in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        if f["name"] == "envoy.filters.http.jwt_authn"
+    )
+    provider = jwt_filter["typed_config"]["providers"]["bearer"]
+    assert "local_jwks" not in provider and provider["remote_jwks"]["http_uri"]["cluster"] == "jwks"
+    jwks = next(c for c in config["static_resources"]["clusters"] if c["name"] == "jwks")
+    assert jwks["transport_socket"]["typed_config"]["sni"] == "idp.example.com"
+    plain = yaml.safe_load(envoy_config.render(replace(local, jwks_url="http://127.0.0.1:9999/jwks.json")))
+    assert "transport_socket" not in next(c for c in plain["static_resources"]["clusters"] if c["name"] == "jwks")
+    assert "jwks" not in {c["name"] for c in yaml.safe_load(envoy_config.render(local))["static_resources"]["clusters"]}
 
 
 def test_params_come_from_the_documented_variables():
@@ -33,9 +93,21 @@ def test_params_come_from_the_documented_variables():
     assert params.admin == "127.0.0.1:9901"
 
 
-def test_a_listener_needs_an_ip_address():
+def test_a_listener_needs_an_ip_address(local):
     with pytest.raises(ValueError, match="IP address"):
-        envoy_config.render(EnvoyParams(public="localhost:8080"))
+        envoy_config.render(replace(local, public="localhost:8080"))
+
+
+def test_the_cli_refuses_a_plaintext_public_listener_in_one_line(made, tmp_path):
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "devmesh.envoy_config", "--out", str(tmp_path / "e.yaml")],
+        env={"ENVOY_PUBLIC_LISTEN": "0.0.0.0:8080", "SHOPMESH_JWKS_FILE": str(made.jwks)},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "plaintext" in result.stderr and not (tmp_path / "e.yaml").exists()
 
 
 def test_cli_fails_with_one_line_on_a_bad_address(tmp_path):
