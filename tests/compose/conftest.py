@@ -78,9 +78,10 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def project(env):
-    """The whole system on PostgreSQL from compose.yaml, with two Order replicas;
-    torn down with its volumes afterwards, leaving no container or network."""
+def project(env, tmp_path_factory):
+    """The whole system on PostgreSQL from compose.yaml, with two Order replicas, its
+    public port speaking TLS with Envoy's development CA (project.ca); torn down with
+    its volumes (the credentials too) afterwards, leaving no container, network or volume."""
     names = ("SHOPMESH_PUBLIC_PORT", "ENVOY_ADMIN_PORT", "MAIL_UI_PORT")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     running = Project(
@@ -107,6 +108,7 @@ def project(env):
                              + [running.container("orders", n) for n in range(1, REPLICAS["orders"] + 1)])
         # healthy containers are not yet routed to: wait until Envoy's own checks pass
         running.wait_routed(REPLICAS)
+        running.ca = running.fetch_ca(tmp_path_factory.mktemp("edge") / "ca.pem")
         yield running
     finally:
         running.compose("down", "--volumes", timeout=300)

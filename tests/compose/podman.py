@@ -4,7 +4,7 @@ compose.yaml plus tests/compose/override.yaml, under a project name of its own."
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devmesh.launcher import cluster_health
@@ -20,6 +20,10 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 """
 BASE_IMAGE = "localhost/shopmesh-test-base:bookworm"
 COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "tests" / "compose" / "override.yaml"]
+# the development CA that Envoy's certificate chains to, in its envoy-credentials volume
+ENVOY_CA = "/var/lib/shopmesh/credentials/tls/ca.pem"
+PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+PEM_END = "-----END CERTIFICATE-----"
 
 
 def podman_env(conf: Path) -> dict[str, str]:
@@ -46,6 +50,9 @@ class Project:
     # where Envoy's public listener and admin are published on this machine
     public: str
     admin: str
+    # the CA file a client trusts for the public port (set once Envoy has made it)
+    ca: Path | None = None
+    _tokens: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     def compose(self, *args: str, timeout: float = 900) -> str:
         files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
@@ -105,6 +112,24 @@ class Project:
                 return
             time.sleep(0.5)
         raise TimeoutError(f"Envoy does not route to every replica after {timeout:.0f}s: {health}")
+
+    def fetch_ca(self, into: Path) -> Path:
+        """Envoy's development CA, taken out the way compose.yaml's header says
+        (`compose exec -T envoy cat ...`), written to into."""
+        out = self.compose("exec", "-T", "envoy", "cat", ENVOY_CA, timeout=120)
+        if PEM_BEGIN not in out or PEM_END not in out:
+            raise RuntimeError(f"no certificate in the output of cat {ENVOY_CA}: {out[-500:]!r}")
+        into.write_text(out[out.index(PEM_BEGIN):out.rindex(PEM_END) + len(PEM_END)] + "\n")
+        return into
+
+    def token(self, email: str, roles: str = "customer") -> str:
+        """A token minted inside the Envoy container with the key it verifies against
+        (`python -m devmesh.token`), once per email and roles."""
+        if (email, roles) not in self._tokens:
+            out = self.podman("exec", self.container("envoy"), "python", "-m", "devmesh.token",
+                              "--email", email, "--roles", roles)
+            self._tokens[email, roles] = out.strip()
+        return self._tokens[email, roles]
 
     def logs(self, container: str) -> str:
         result = subprocess.run(["podman", "logs", container], env=self.env, capture_output=True, text=True,
