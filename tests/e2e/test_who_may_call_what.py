@@ -12,16 +12,21 @@ change nothing.
 
 import datetime as dt
 import re
+import subprocess
+import time
 
 import grpc
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devmesh import token as tokens
-from devmesh.envoy_config import params_from_env
+from devmesh.envoy_config import envoy_binary, params_from_env
+from devmesh.launcher import admin_get
+from devmesh.ports import free_ports
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import unique
+from tests.e2e.conftest import http_call, unique
 from tests.e2e.security import PROTOCOLS, methods
 
 ANN, BOB = "ann@example.com", "bob@example.com"
@@ -145,3 +150,50 @@ def test_refusals_are_counted(mesh, public, stocked, callers):
     PROTOCOLS["grpc"](mesh.layout.public, listed["ShipOrder"], callers["customer"])
     jwt_after, rbac_after = denied_counts(mesh)
     assert jwt_after > jwt_before and rbac_after > rbac_before
+
+
+@pytest.mark.parametrize("mesh", ["sqlite"], indirect=True)
+def test_the_filters_judge_the_grpc_method_because_they_run_after_the_transcoder(mesh, tmp_path):
+    """The same config with jwt_authn and rbac moved before the transcoder, run as a second
+    Envoy: there they see the REST path, so a customer's REST call to their own orders is
+    refused while the same call over gRPC passes. ShopMesh's order gives both one answer."""
+    config = yaml.safe_load(mesh.run_dir.joinpath("envoy.yaml").read_text())
+    public, admin = free_ports(2)
+    config["admin"]["address"]["socket_address"]["port_value"] = admin
+    listener = next(item for item in config["static_resources"]["listeners"] if item["name"] == "public")
+    config["static_resources"]["listeners"] = [listener]
+    listener["address"]["socket_address"]["port_value"] = public
+    filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    names = [f["name"] for f in filters]
+    assert names.index("envoy.filters.http.jwt_authn") > names.index("envoy.filters.http.grpc_json_transcoder")
+    assert names.index("envoy.filters.http.rbac") > names.index("envoy.filters.http.grpc_json_transcoder")
+    auth = [f for f in filters if f["name"] in ("envoy.filters.http.jwt_authn", "envoy.filters.http.rbac")]
+    rest = [f for f in filters if f not in auth]
+    transcoder = [f["name"] for f in rest].index("envoy.filters.http.grpc_json_transcoder")
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = rest[:transcoder] + auth + rest[transcoder:]
+    path = tmp_path / "envoy-misordered.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    ann = mesh.token(ANN, ["customer"])
+    process = subprocess.Popen(
+        [envoy_binary(), "-c", str(path), "--disable-hot-restart", "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if admin_get(f"127.0.0.1:{admin}", "/ready").strip() == "LIVE":
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "the second Envoy did not start"
+            time.sleep(0.1)
+        misordered = http_call(f"http://127.0.0.1:{public}/v1/orders", token=ann)
+        assert (misordered.status, misordered.body["code"]) == (403, 7)
+        assert PROTOCOLS["grpc"](f"127.0.0.1:{public}", methods("P", "O", ANN)["ListOrders"],
+                                 [("authorization", f"Bearer {ann}")]).code == grpc.StatusCode.OK
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert http_call(f"http://{mesh.layout.public}/v1/orders", token=ann).status == 200
