@@ -1,14 +1,16 @@
 """Renders envoy/envoy.yaml.template into an Envoy bootstrap.
 
-One template serves every environment (local run, tests, compose); only addresses and
-two paths differ, and they come from EnvoyParams:
+One template serves every environment (local run, tests, compose); addresses, files,
+limits and the token issuer differ, and they come from EnvoyParams. The template holds
+every optional part; what a deployment does not use (the TLS listener without a
+certificate, the JWKS file or URL not chosen) is dropped after rendering:
 
     python -m devmesh.envoy_config --out /tmp/envoy.yaml --validate
     envoy -c /tmp/envoy.yaml
 
-or, in a container, render and become Envoy in one step:
+or, in a container, make development credentials if needed, render and become Envoy:
 
-    python -m devmesh.envoy_config --out /tmp/envoy.yaml --exec -- --log-level info
+    python -m devmesh.envoy_config --dev-credentials --out /tmp/envoy.yaml --exec -- --log-level info
 """
 
 import argparse
@@ -66,14 +68,14 @@ ENV_VARS = MappingProxyType({
     "max_pending_requests": ("ENVOY_MAX_PENDING_REQUESTS",),
     "collector": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
 })
-# Numbers of the resilience policy that differ by deployment (and that tests shrink).
+# Positive whole numbers of the policy that differ by deployment (and that tests shrink).
 LIMITS = ("rate_limit_rps", "rate_limit_burst", "unary_max_requests", "max_pending_requests", "jwt_max_lifetime")
 PATHS = ("descriptor_set", "tls_cert", "tls_key", "jwks_file", "jwks_ca")
 
 
 @dataclass(frozen=True)
 class EnvoyParams:
-    """Where Envoy listens, where the services are, and the two files it uses."""
+    """Where Envoy listens, where the services are, the files it reads, and whose tokens it accepts."""
 
     # plaintext public listener; refused on a non-loopback address unless allow_plaintext_public
     public: str = "127.0.0.1:8080"
