@@ -177,3 +177,34 @@ async def test_inventory_unreachable_is_unavailable(service_env):
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "inventory" in raised.value.details()
     await app.stop(0)
+
+
+def from_edge(email: str, *roles: str) -> tuple[tuple[str, str], ...]:
+    """The identity headers Envoy's edge sets after verifying a token."""
+    return (("x-shopmesh-edge", "public"), ("x-shopmesh-email", email), ("x-shopmesh-roles", " ".join(roles)))
+
+
+async def test_a_customer_from_the_edge_sees_only_their_own_orders(orders, stocked):
+    ann, bob = from_edge("ann@example.com", "customer"), from_edge("bob@example.com", "customer")
+    bobs = await orders.stub.CreateOrder(create(email="", A=1), metadata=bob)
+    assert bobs.customer_email == "bob@example.com"
+    for call, request in [
+        (orders.stub.GetOrder, pb.GetOrderRequest(order_id=bobs.order_id)),
+        (orders.stub.CancelOrder, pb.CancelOrderRequest(order_id=bobs.order_id)),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call(request, metadata=ann)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        assert raised.value.details() == f"order not found: {bobs.order_id}"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await orders.stub.WatchOrder(pb.WatchOrderRequest(order_id=bobs.order_id), metadata=ann).read()
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await orders.stub.ListOrders(pb.ListOrdersRequest(customer_email="bob@example.com"), metadata=ann)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (await orders.stub.ListOrders(pb.ListOrdersRequest(), metadata=ann)).orders == []
+    # an operator, and another service (no edge mark), see and move it
+    operator = from_edge("ops@example.com", "operator")
+    assert (await orders.stub.GetOrder(pb.GetOrderRequest(order_id=bobs.order_id), metadata=operator)) == bobs
+    assert (await orders.stub.CancelOrder(pb.CancelOrderRequest(order_id=bobs.order_id))).status == pb.ORDER_STATUS_CANCELLED
+    assert await available(stocked, "A") == 10
