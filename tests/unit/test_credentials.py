@@ -3,7 +3,10 @@ they expire, and a minted token verifies against the JWKS as Envoy checks it."""
 
 import datetime as dt
 import json
+import re
 import stat
+import subprocess
+import sys
 
 import jwt
 import pytest
@@ -57,3 +60,24 @@ def test_a_nested_roles_claim_is_written_where_envoy_reads_it(made):
     key = token.load_signing_key({"SHOPMESH_DATA_DIR": str(made.root.parent)})
     payload = jwt.decode(token.mint(key, params, "a@example.com", ["operator"]), options={"verify_signature": False})
     assert payload["realm_access"] == {"roles": ["operator"]}
+
+
+def run_token_cli(data_dir, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "devmesh.token", *args], env={"SHOPMESH_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_the_token_command_prints_one_token_and_nothing_else(made):
+    printed = run_token_cli(made.root.parent, "--email", "ann@example.com", "--roles", "customer", "--ttl", "120")
+    assert printed.returncode == 0 and printed.stderr == ""
+    assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+\n", printed.stdout)
+    claims = jwt.decode(printed.stdout.strip(), options={"verify_signature": False})
+    assert (claims["email"], claims["roles"], claims["exp"] - claims["iat"]) == ("ann@example.com", ["customer"], 120)
+
+
+def test_the_token_command_without_a_key_says_so_in_one_line(tmp_path):
+    printed = run_token_cli(tmp_path, "--email", "ann@example.com")
+    assert printed.returncode == 2 and printed.stdout == ""
+    assert len(printed.stderr.strip().splitlines()) == 1 and "make up" in printed.stderr
