@@ -168,6 +168,8 @@ def render(params: EnvoyParams) -> str:
         raise ValueError("ENVOY_TLS_CERT and ENVOY_TLS_KEY go together: set both or neither")
     if params.jwks_file is None and not params.jwks_url:
         raise ValueError("no keys to verify tokens with: set SHOPMESH_JWKS_FILE or SHOPMESH_JWKS_URL")
+    if not params.jwks_url:
+        _check_jwks_file(params.jwks_file)
     # Envoy resolves a relative path against its own working directory
     for name in PATHS:
         value = getattr(params, name)
@@ -190,6 +192,19 @@ def _check_plaintext_public(params: EnvoyParams) -> None:
             "serve TLS on ENVOY_PUBLIC_TLS_LISTEN, keep the plaintext listener on loopback, "
             "or set ENVOY_ALLOW_PLAINTEXT_PUBLIC=true behind a proxy that terminates TLS"
         )
+
+
+def _check_jwks_file(path: Path) -> None:
+    """Asymmetric keys only: with a shared secret in the set, anyone holding it could mint
+    tokens, and an HMAC token would be checked against it."""
+    try:
+        keys = json.loads(Path(path).read_text())["keys"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"SHOPMESH_JWKS_FILE={str(path)!r} is not a readable JWK Set: {error}") from None
+    if not keys or any(not isinstance(key, dict) or key.get("kty") not in ("EC", "RSA", "OKP") for key in keys):
+        raise ValueError(f"SHOPMESH_JWKS_FILE={str(path)!r} must hold EC, RSA or OKP public keys only")
+    if any("d" in key for key in keys):
+        raise ValueError(f"SHOPMESH_JWKS_FILE={str(path)!r} holds a private key: publish public keys only")
 
 
 def _jwt_values(params: EnvoyParams) -> dict[str, object]:

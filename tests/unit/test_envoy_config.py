@@ -1,5 +1,6 @@
 """The one Envoy template renders and validates for every environment."""
 
+import json
 import subprocess
 from dataclasses import replace
 
@@ -68,6 +69,18 @@ def test_plaintext_on_a_public_address_is_refused_unless_asked_for(local):
 def test_tokens_need_a_key_source(local):
     with pytest.raises(ValueError, match="SHOPMESH_JWKS"):
         envoy_config.render(replace(local, jwks_file=None))
+
+
+@pytest.mark.parametrize("keys, complaint", [
+    ([{"kty": "oct", "k": "c2VjcmV0"}], "public keys only"),
+    ([], "public keys only"),
+    ([{"kty": "EC", "crv": "P-256", "x": "x", "y": "y", "d": "secret"}], "private key"),
+], ids=["shared secret", "empty", "private key"])
+def test_a_jwks_file_must_hold_public_asymmetric_keys(local, tmp_path, keys, complaint):
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": keys}))
+    with pytest.raises(ValueError, match=complaint):
+        envoy_config.render(replace(local, jwks_file=path))
 
 
 def test_an_identity_providers_url_replaces_the_file(local):
