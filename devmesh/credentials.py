@@ -68,13 +68,15 @@ class Credentials:
     def edge_key(self) -> Path:
         return self.root / "tls" / "edge-key.pem"
 
-    def env_defaults(self) -> dict[str, str]:
-        """The variables that point Envoy at these files (a value the user set wins)."""
-        return {
+    def under(self, env: Mapping[str, str]) -> dict[str, str]:
+        """env, with the variables that point Envoy at these files wherever env sets none
+        (an empty value, as compose passes `${VAR:-}`, counts as none)."""
+        defaults = {
             "SHOPMESH_JWKS_FILE": str(self.jwks),
             "ENVOY_TLS_CERT": str(self.edge_cert),
             "ENVOY_TLS_KEY": str(self.edge_key),
         }
+        return {**env, **{name: value for name, value in defaults.items() if not env.get(name)}}
 
 
 def for_env(env: Mapping[str, str]) -> Credentials:
@@ -202,7 +204,7 @@ def main() -> int:
     except config.ConfigError as error:
         print(f"credentials: {error}", file=sys.stderr)
         return 2
-    for name, path in credentials.env_defaults().items():
+    for name, path in credentials.under({}).items():
         print(f"{name}={path}")
     print(f"CA={credentials.ca}")
     return 0

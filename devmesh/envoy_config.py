@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = dict(os.environ)
         if args.dev_credentials:
-            env = {**credentials.ensure(credentials.for_env(env)).env_defaults(), **env}
+            env = credentials.ensure(credentials.for_env(env)).under(env)
         config = render(params_from_env(env))
     except (ValueError, ConfigError) as error:
         print(f"envoy_config: {error}", file=sys.stderr)

@@ -161,7 +161,7 @@ class Mesh:
         # certificate) wins
         made = credentials.ensure(self.layout.credentials)
         params = replace(
-            envoy_config.params_from_env({**made.env_defaults(), **self.layout.env}),
+            envoy_config.params_from_env(made.under(self.layout.env)),
             access_log=str(self.run_dir / "envoy-access.log"),
         )
         config_path = self.run_dir / "envoy.yaml"

@@ -81,3 +81,8 @@ def test_the_token_command_without_a_key_says_so_in_one_line(tmp_path):
     printed = run_token_cli(tmp_path, "--email", "ann@example.com")
     assert printed.returncode == 2 and printed.stdout == ""
     assert len(printed.stderr.strip().splitlines()) == 1 and "make up" in printed.stderr
+
+
+def test_what_the_environment_names_wins_and_empty_counts_as_unset(made):
+    env = made.under({"ENVOY_TLS_CERT": "/etc/shop/cert.pem", "ENVOY_TLS_KEY": "/etc/shop/key.pem", "SHOPMESH_JWKS_FILE": ""})
+    assert (env["ENVOY_TLS_CERT"], env["SHOPMESH_JWKS_FILE"]) == ("/etc/shop/cert.pem", str(made.jwks))
