@@ -7,6 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import grpc
+
 from bench import report
 from bench.loadgen import ToolError
 from bench.suite import Options, Suite
@@ -52,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         results = Suite(options, workdir, say=lambda line: print(line, flush=True)).run()
     except (ToolError, MeshError) as error:
         print(f"make bench: {error}\n(logs kept in {workdir})", file=sys.stderr)
+        return 1
+    except grpc.RpcError as error:
+        # a call of the benchmark's own clients (set-up, watchers, lag) was refused or failed
+        what = f"{error.code()} {error.details()}" if hasattr(error, "code") else repr(error)
+        print(f"make bench: FAILED CALL: {what}\n(logs kept in {workdir})", file=sys.stderr)
         return 1
     except BaseException:
         print(f"make bench: stopped; logs kept in {workdir}", file=sys.stderr)

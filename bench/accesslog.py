@@ -3,7 +3,7 @@ headers or trailers, invisible to h2load; Envoy's access log has both."""
 
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 # the launcher starts Envoy with --file-flush-interval-msec 1000
@@ -21,8 +21,13 @@ class AccessLog:
 
     def failures_since(self, mark: int) -> Counter:
         """Outcome -> count of every failed call logged on the listener after mark."""
+        return sum(self.failures_by_method_since(mark).values(), Counter())
+
+    def failures_by_method_since(self, mark: int) -> dict[str, Counter]:
+        """gRPC method path -> outcome -> count, of every failed call logged on the
+        listener after mark: for loads of different methods measured together."""
         time.sleep(FLUSH_SECONDS)
-        failures: Counter = Counter()
+        failures: dict[str, Counter] = defaultdict(Counter)
         with open(self.path, "rb") as log:
             log.seek(mark)
             for line in log:
@@ -31,8 +36,8 @@ class AccessLog:
                     continue
                 outcome = _failure(entry)
                 if outcome:
-                    failures[outcome] += 1
-        return failures
+                    failures[entry.get("grpc_path") or ""][outcome] += 1
+        return dict(failures)
 
 
 def _failure(entry: dict) -> str | None:

@@ -1,10 +1,14 @@
 """The benchmark's anchor: the least a grpc.aio server can do per call.
 
-It answers OrderService.GetOrder by echoing the requested id, with no interceptor,
-logging, database or validation, so the same request reaches it directly or through
-an Envoy rendered from ShopMesh's own template (same routes, same filters, REST
-included). Health is SERVING for every ShopMesh service name, so that Envoy's
-active health checks pass for all three clusters pointed here.
+It answers OrderService.GetOrder by echoing the requested id, and
+InventoryService.GetProduct likewise, with no interceptor, logging, database or
+validation, so the same request reaches it directly or through an Envoy rendered
+from ShopMesh's own template (same routes, same filters, REST included). The two
+methods differ at the edge only: GetOrder needs a customer's token, which Envoy
+verifies (jwt_authn) and judges (rbac), while anyone may call GetProduct without
+one; that is how the benchmark measures what the token check costs Envoy.
+Health is SERVING for every ShopMesh service name, so that Envoy's active health
+checks pass for all three clusters pointed here.
 
     python -m bench.echo 127.0.0.1:50099
 """
@@ -15,6 +19,7 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 SERVICE_NAMES = (
@@ -30,9 +35,15 @@ class EchoOrders(orders_pb2_grpc.OrderServiceServicer):
         return orders_pb2.Order(order_id=request.order_id)
 
 
+class EchoInventory(inventory_pb2_grpc.InventoryServiceServicer):
+    async def GetProduct(self, request, context):  # noqa: N802 - gRPC method name
+        return inventory_pb2.Product(product_id=request.product_id)
+
+
 async def serve(address: str) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     orders_pb2_grpc.add_OrderServiceServicer_to_server(EchoOrders(), server)
+    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(EchoInventory(), server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
     server.add_insecure_port(address)

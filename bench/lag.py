@@ -3,6 +3,7 @@
 import asyncio
 import statistics
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -24,10 +25,15 @@ class Lag:
     missing: int
 
 
-async def notification_lag(address: str, sink: SmtpSink, product_id: str, orders: int, in_flight: int) -> Lag:
+async def notification_lag(
+    address: str, sink: SmtpSink, product_id: str, orders: int, in_flight: int, token_for: Callable[[str], str]
+) -> Lag:
     """Places `orders` orders, in_flight at a time, each for its own address, and
     times each one's email. create_time is set in the order's transaction, just
     before its commit, so the lag is measured from slightly before the commit.
+
+    Each order is placed by its own customer, with a token token_for(email) made
+    before the call, as separate shoppers would.
 
     One order goes first, untimed, and its email is awaited: the Notification
     service may still be opening its event stream right after start."""
@@ -35,17 +41,21 @@ async def notification_lag(address: str, sink: SmtpSink, product_id: str, orders
     gate = asyncio.Semaphore(in_flight)
     # addresses of this measurement only: the sink keeps the emails of earlier ones
     run = uuid.uuid4().hex[:8]
-    async with grpc.aio.insecure_channel(address) as channel:
+    # plaintext to loopback (local credentials), a token per call rather than per channel
+    transport = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+    async with grpc.aio.secure_channel(address, transport) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
 
         async def place(number: int | str) -> None:
             email = f"lag-{run}-{number}@bench.example"
+            customer = grpc.access_token_call_credentials(token_for(email))
             async with gate:
                 order = await stub.CreateOrder(
                     orders_pb2.CreateOrderRequest(
                         customer_email=email, items=[orders_pb2.OrderItemRequest(product_id=product_id, quantity=1)]
                     ),
                     timeout=10,
+                    credentials=customer,
                 )
             created[email] = order.create_time.ToNanoseconds() / 1e9
 

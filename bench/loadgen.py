@@ -8,7 +8,8 @@ import re
 import statistics
 import struct
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf.message import Message
@@ -46,10 +47,23 @@ class LoadResult:
     failed: int
     p50_ms: float
     p99_ms: float
+    # every answered call's latency, when the tool logs them (h2load), for combined()
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def rps(self) -> float:
         return self.succeeded / self.seconds if self.seconds else 0.0
+
+
+def combined(results: list[LoadResult]) -> LoadResult:
+    """Several runs of one load as one: calls and seconds summed, percentiles of all calls."""
+    if not results or any(r.succeeded and not r.latencies_ms for r in results):
+        raise ValueError("combined() needs runs that logged their latencies (h2load)")
+    latencies = tuple(latency for r in results for latency in r.latencies_ms)
+    return LoadResult(
+        results[0].tool, sum(r.seconds for r in results), sum(r.succeeded for r in results),
+        sum(r.failed for r in results), *_p50_p99(list(latencies)), latencies,
+    )
 
 
 def grpc_frame(message: Message) -> bytes:
@@ -65,15 +79,19 @@ def require(tool: str) -> str:
     return found
 
 
-def h2load(url: str, body: Path, load: Load, seconds: float, log_file: Path | None = None) -> LoadResult:
-    """gRPC unary calls: POST of body with gRPC headers, over h2c, for `seconds`.
+def h2load(
+    url: str, body: Path, load: Load, seconds: float, headers: Mapping[str, str] | None = None,
+    log_file: Path | None = None,
+) -> LoadResult:
+    """gRPC unary calls: POST of body with gRPC headers (and `headers`, e.g. the
+    bearer token), over h2c, for `seconds`.
 
     h2load judges HTTP statuses only; a gRPC error in the trailers counts as a
     success here, which is why the benchmark also reads Envoy's access log."""
     log_file = log_file or body.with_suffix(".latency")
     command = [
         require("h2load"), url, "--data", str(body),
-        "--header", "content-type: application/grpc", "--header", "te: trailers",
+        "--header", "content-type: application/grpc", "--header", "te: trailers", *_header_args(headers),
         "--clients", str(load.connections), "--max-concurrent-streams", str(load.streams),
         "--threads", "1", "--duration", f"{round(seconds * 1000)}ms", "--log-file", str(log_file),
     ]
@@ -85,15 +103,18 @@ def h2load(url: str, body: Path, load: Load, seconds: float, log_file: Path | No
         raise ToolError(f"h2load printed no summary:\n{output[-2000:]}")
     total, done, succeeded, failed = map(int, counts.groups())
     latencies = _logged_latencies_ms(log_file)
-    return LoadResult("h2load", seconds, succeeded, failed + total - done, *_p50_p99(latencies))
+    return LoadResult("h2load", seconds, succeeded, failed + total - done, *_p50_p99(latencies), tuple(latencies))
 
 
-def wrk(url: str, method: str, body: str, load: Load, seconds: float) -> LoadResult:
-    """REST calls over HTTP/1.1 keep-alive connections, for `seconds`."""
+def wrk(
+    url: str, method: str, body: str, load: Load, seconds: float, headers: Mapping[str, str] | None = None
+) -> LoadResult:
+    """REST calls over HTTP/1.1 keep-alive connections, with `headers` (e.g. the
+    bearer token) on each, for `seconds`."""
     env = {"WRK_METHOD": method, "WRK_BODY": body}
     command = [
         require("wrk"), "--threads", "1", "--connections", str(load.connections),
-        "--duration", f"{max(1, round(seconds))}s", "--timeout", "10s",
+        "--duration", f"{max(1, round(seconds))}s", "--timeout", "10s", *_header_args(headers),
         "--script", str(WRK_SCRIPT), url,
     ]
     output = _run(command, env)
@@ -106,6 +127,13 @@ def wrk(url: str, method: str, body: str, load: Load, seconds: float) -> LoadRes
         "wrk", figures["duration_us"] / 1e6, figures["requests"] - figures["errors"]["status"], failed,
         figures["p50_us"] / 1000, figures["p99_us"] / 1000,
     )
+
+
+def _header_args(headers: Mapping[str, str] | None) -> list[str]:
+    """--header NAME: VALUE for each header (h2load and wrk spell it alike). A token given
+    this way shows in the process list: the benchmark's tokens are signed by a key made
+    for its own run and accepted only by the meshes it starts on loopback."""
+    return [arg for name, value in (headers or {}).items() for arg in ("--header", f"{name}: {value}")]
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> str:

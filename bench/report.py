@@ -5,9 +5,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.suite import ECHO, Results
+from bench.suite import ANCHOR, ANONYMOUS, ECHO, Results
 
-ANCHOR = "echo gRPC via Envoy"
 PROCESS_ORDER = ("envoy", "orders", "inventory", "notifications", ECHO)
 
 
@@ -24,6 +23,45 @@ class Target:
     @property
     def met(self) -> bool:
         return self.value >= self.goal if self.higher_is_better else self.value < self.goal
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """What Envoy's token check (jwt_authn verifying the bearer JWT, then rbac judging its
+    role) costs per call: the echo anchor through Envoy on GetOrder with a customer's token,
+    against the same load on GetProduct, which anyone may call, without one."""
+
+    envoy_us_with_token: float
+    envoy_us_anonymous: float
+    # the difference of the two: the check's cost
+    envoy_us_per_call: float
+    rps_with_token: float
+    rps_anonymous: float
+    # throughput with the check against without, in percent (negative: it costs)
+    rps_change_percent: float
+    # backend -> the check's cost as a share of GetOrder's CPU per call (Envoy + orders), percent
+    get_order_share_percent: dict[str, float]
+
+
+def token_check(results: Results) -> TokenCheck | None:
+    """From the anchor and its anonymous twin of the same run; None if either is missing."""
+    echo = {m.scenario: m for m in results.measurements if m.target == ECHO}
+    with_token, anonymous = echo.get(ANCHOR), echo.get(ANONYMOUS)
+    if with_token is None or anonymous is None:
+        return None
+    if "envoy" not in with_token.cpu_per_1k or "envoy" not in anonymous.cpu_per_1k:
+        return None
+    # CPU seconds per 1,000 calls -> microseconds per call
+    us_with, us_anonymous = 1000 * with_token.cpu_per_1k["envoy"], 1000 * anonymous.cpu_per_1k["envoy"]
+    cost = us_with - us_anonymous
+    shares = {}
+    for backend in results.options["backends"]:
+        get = next((m for m in results.measurements if m.target == backend and m.scenario == "GetOrder gRPC"), None)
+        if get is not None:
+            per_call = 1000 * sum(get.cpu_per_1k.get(name, 0.0) for name in ("envoy", "orders"))
+            shares[backend] = 100 * cost / per_call if per_call else math.nan
+    change = 100 * (with_token.rps / anonymous.rps - 1) if anonymous.rps else math.nan
+    return TokenCheck(us_with, us_anonymous, cost, with_token.rps, anonymous.rps, change, shares)
 
 
 def targets(results: Results) -> list[Target]:
@@ -59,13 +97,13 @@ def add_ratios(results: Results) -> None:
 
 def table(results: Results) -> str:
     processes = [p for p in PROCESS_ORDER if any(p in m.cpu_per_1k for m in results.measurements)]
-    header = ["scenario", "target", "tool", "in flight", "RPS", "p50 ms", "p99 ms", "errors", "x echo"]
+    header = ["scenario", "target", "caller", "tool", "in flight", "RPS", "p50 ms", "p99 ms", "errors", "x echo"]
     header += [f"CPU s/1k {p}" for p in processes]
     rows = [header]
     for m in results.measurements:
         in_flight = f"{m.in_flight}" + (f" @{m.rate:.0f}/s" if m.rate else "")
-        row = [m.scenario, m.target, m.tool, in_flight, f"{m.rps:,.0f}", f"{m.p50_ms:.2f}", f"{m.p99_ms:.2f}",
-               str(m.errors), "" if m.ratio is None else f"{m.ratio:.2f}"]
+        row = [m.scenario, m.target, m.caller, m.tool, in_flight, f"{m.rps:,.0f}", f"{m.p50_ms:.2f}",
+               f"{m.p99_ms:.2f}", str(m.errors), "" if m.ratio is None else f"{m.ratio:.2f}"]
         row += [_cpu(m.cpu_per_1k.get(p)) for p in processes]
         rows.append(row)
     machine = results.machine
@@ -76,6 +114,9 @@ def table(results: Results) -> str:
             f"SQLite {machine['sqlite']}, Envoy {machine['envoy']}, h2load {machine['h2load']}, wrk {machine['wrk']}\n"
         )
     lines.append(_markdown(rows))
+    check = token_check(results)
+    if check:
+        lines.append(token_check_line(check))
     for backend, fan in results.fan_out.items():
         lines.append(
             f"WatchOrder fan-out ({backend}, grpc.aio): {fan.watchers} watchers on {fan.connections} connections; "
@@ -105,6 +146,19 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
+def token_check_line(check: TokenCheck) -> str:
+    line = (
+        f"JWT check cost (jwt_authn + rbac), Envoy CPU per call: {check.envoy_us_per_call:.0f} µs "
+        f"(echo GetOrder with a customer's token {check.envoy_us_with_token:.0f} µs, "
+        f"anonymous GetProduct {check.envoy_us_anonymous:.0f} µs); echo through Envoy "
+        f"{check.rps_with_token:,.0f} calls/s with the check, {check.rps_anonymous:,.0f} without "
+        f"({check.rps_change_percent:+.1f} %)"
+    )
+    for backend, share in check.get_order_share_percent.items():
+        line += f"\n  GetOrder ({backend}): the check is {share:.1f} % of its CPU per call (Envoy + orders)"
+    return line
+
+
 def headline(results: Results) -> str:
     if results.errors:
         return f"FAILED CALLS: {results.errors} calls failed in this run; its figures are not valid"
@@ -115,6 +169,8 @@ def write_json(results: Results, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = results.as_dict()
     document["targets"] = [{**asdict(t), "met": t.met} for t in targets(results)]
+    check = token_check(results)
+    document["jwt_check"] = asdict(check) if check else None
     path.write_text(json.dumps(_without_nan(document), indent=2) + "\n")
 
 
@@ -143,7 +199,12 @@ def write_chart(results: Results, path: Path) -> None:
     for axis in (left, right):
         axis.grid(axis="x", alpha=0.3)
         axis.margins(x=0.25)
-    figure.suptitle(f"ShopMesh benchmark: {headline(results)}", fontsize=10)
+    title = f"ShopMesh benchmark: {headline(results)}"
+    check = token_check(results)
+    if check:
+        title += (f"\nJWT check (jwt_authn + rbac): {check.envoy_us_per_call:.0f} µs Envoy CPU per call, "
+                  f"echo via Envoy {check.rps_change_percent:+.1f} % calls/s")
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -23,6 +23,7 @@ from bench.machine import describe
 from bench.processes import ProcessMeter
 from bench.profile import Hotspot
 from bench.watchers import FanOut, fan_out
+from devmesh import client, envoy_config
 from devmesh.launcher import SERVICES, Layout, Mesh
 from devmesh.postgres import PostgresServer
 from devmesh.smtp_sink import SmtpSink
@@ -31,7 +32,24 @@ from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 PRODUCT_ID = "BENCH-1"
 CUSTOMER = "bench@example.com"
+OPERATOR = "staff@example.com"
 ECHO = "echo"
+# The anchor: the echo answering GetOrder through Envoy, called as ShopMesh's GetOrder is
+# (a customer's token, verified and judged by Envoy). Every ratio is to this one.
+ANCHOR = "echo gRPC via Envoy"
+# The same Envoy and echo, on a method anyone may call (GetProduct), without a token:
+# the difference to the anchor is what the token check costs (jwt_authn + rbac).
+ANONYMOUS = "echo gRPC via Envoy, anonymous GetProduct (no token check)"
+# who makes a scenario's calls (a column of the table)
+AS_CUSTOMER, AS_OPERATOR, AS_ANYONE = "customer", "operator", "anonymous"
+# Tokens outlive any run (a long --duration must not end in 401s); they are signed with a
+# key made in the run's own work directory and accepted only by the meshes it starts.
+TOKEN_TTL_SECONDS = 6 * 3600
+# the order of the rounds of two loads measured together (0: the first, 1: the second):
+# A B B A A B B A cancels a steady drift in the machine's other load
+ALTERNATION = (0, 1, 1, 0, 0, 1, 1, 0)
+# ListOrders reads a full page: the customer has at least this many orders
+LIST_PAGE = 50
 # The public listener's rate limit would cap every figure at its own rate: lifted.
 UNLIMITED = {"ENVOY_RATE_LIMIT_RPS": "1000000", "ENVOY_RATE_LIMIT_BURST": "1000000"}
 # notification lag: orders placed one at a time, and how many at once in the burst
@@ -40,6 +58,7 @@ LAG_BURST = 16
 GET_PATH = "/shopmesh.orders.v1.OrderService/GetOrder"
 CREATE_PATH = "/shopmesh.orders.v1.OrderService/CreateOrder"
 LIST_PATH = "/shopmesh.orders.v1.OrderService/ListOrders"
+PRODUCT_PATH = "/shopmesh.inventory.v1.InventoryService/GetProduct"
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,17 @@ class Options:
         return Load(self.rest_connections)
 
 
+@dataclass(frozen=True)
+class Paired:
+    """One of two loads measured in alternating rounds (Suite._measure_alternating)."""
+
+    scenario: str
+    caller: str
+    # the gRPC method path it calls, by which Envoy's access log tells its errors apart
+    method: str
+    go: Callable[[float], LoadResult]
+
+
 @dataclass
 class Measurement:
     scenario: str
@@ -81,6 +111,8 @@ class Measurement:
     cpu_per_1k: dict[str, float]
     # rps relative to the echo through Envoy of the same run
     ratio: float | None = None
+    # who called: a customer or an operator with their token, or anyone without one
+    caller: str = ""
 
 
 @dataclass
@@ -120,7 +152,9 @@ class Suite:
         self.results = Results(options={**asdict(options), "backends": list(options.backends)}, machine=describe())
 
     def run(self) -> Results:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SMTP_"))}
+        # Each mesh verifies tokens with the development key made in its own data directory,
+        # never with keys the caller's environment names (SHOPMESH_JWKS_FILE / _URL).
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SMTP_", "SHOPMESH_JWKS_"))}
         with self._anchor(base) as anchor:
             self._anchor_scenarios(anchor)
         sink = SmtpSink().start()
@@ -136,10 +170,12 @@ class Suite:
 
     @contextlib.contextmanager
     def _anchor(self, base: dict) -> Iterator[Mesh]:
-        layout = Layout.on_free_ports({**base, **UNLIMITED})
+        run_dir = self.workdir / "anchor"
+        # its Envoy's signing key and certificate are made in the run's work directory
+        layout = Layout.on_free_ports({**base, **UNLIMITED, "SHOPMESH_DATA_DIR": str(run_dir / "data")})
         echo = layout.address("ORDERS_LISTEN")
         layout = Layout.from_env({**layout.env, **{f"{s.upper()}_UPSTREAM": echo for s in SERVICES}})
-        mesh = Mesh(layout, self.workdir / "anchor")
+        mesh = Mesh(layout, run_dir)
         try:
             self.say(f"starting the echo anchor on {echo} and its Envoy on {layout.public}")
             mesh.start_process(ECHO, [sys.executable, "-m", "bench.echo", echo], echo)
@@ -172,88 +208,162 @@ class Suite:
 
     def _anchor_scenarios(self, anchor: Mesh) -> None:
         body = self._body("get", orders_pb2.GetOrderRequest(order_id="ECHO-1"))
+        product = self._body("product", inventory_pb2.GetProductRequest(product_id="ECHO-1"))
+        # the request ShopMesh's GetOrder gets below: a customer's, with their token
+        customer = _bearer(_token(anchor, CUSTOMER, AS_CUSTOMER))
         meter = _meter(anchor)
         direct = ProcessMeter({ECHO: anchor.processes[ECHO].pid})
         echo = anchor.layout.address("ORDERS_LISTEN")
+        public = anchor.layout.public
         log = _access_log(anchor)
         grpc_load = self.options.grpc_load
-        self._measure("echo gRPC direct", ECHO, grpc_load, direct, None,
-                      lambda s: loadgen.h2load(f"http://{echo}{GET_PATH}", body, grpc_load, s))
-        self._measure("echo gRPC via Envoy", ECHO, grpc_load, meter, log,
-                      lambda s: loadgen.h2load(f"http://{anchor.layout.public}{GET_PATH}", body, grpc_load, s))
+        # the same headers as through Envoy, which the echo ignores
+        self._measure("echo gRPC direct", ECHO, grpc_load, direct, None, AS_CUSTOMER,
+                      lambda s: loadgen.h2load(f"http://{echo}{GET_PATH}", body, grpc_load, s, customer))
+        # The anchor, and the same load without a token on a method anyone may call, in
+        # alternating rounds: Envoy's CPU per call of the two differs by the token check. Envoy
+        # sets no jwt_cache_config, so it verifies the signature of every call: one customer's
+        # token costs it what many customers' tokens would.
+        self._measure_alternating(ECHO, grpc_load, meter, log, (
+            Paired(ANCHOR, AS_CUSTOMER, GET_PATH,
+                   lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, grpc_load, s, customer)),
+            Paired(ANONYMOUS, AS_ANYONE, PRODUCT_PATH,
+                   lambda s: loadgen.h2load(f"http://{public}{PRODUCT_PATH}", product, grpc_load, s)),
+        ))
         rest = self.options.rest_load
-        self._measure("echo REST via Envoy", ECHO, rest, meter, log,
-                      lambda s: loadgen.wrk(f"http://{anchor.layout.public}/v1/orders/ECHO-1", "GET", "", rest, s))
+        self._measure("echo REST via Envoy", ECHO, rest, meter, log, AS_CUSTOMER,
+                      lambda s: loadgen.wrk(f"http://{public}/v1/orders/ECHO-1", "GET", "", rest, s, customer))
 
     def _shopmesh_scenarios(self, mesh: Mesh, backend: str, sink: SmtpSink) -> None:
         public = mesh.layout.public
         meter = _meter(mesh)
         log = _access_log(mesh)
         grpc_load = self.options.grpc_load
-        with grpc.insecure_channel(public) as channel:
+        # Who calls, as in a shop: its load is its customers', so every order call below is a
+        # customer's, with their own token, on their own orders: placing orders, reading one
+        # (GetOrder, the hot path: an order's page reloaded), listing theirs, watching one. An
+        # operator (staff) only fills the catalogue and confirms the watched order.
+        operator_token = _token(mesh, OPERATOR, AS_OPERATOR)
+        customer_token = _token(mesh, CUSTOMER, AS_CUSTOMER)
+        customer = _bearer(customer_token)
+        with client.channel(public, operator_token) as channel:
             _create_product(channel)
+        with client.channel(public, customer_token) as channel:
             orders = orders_pb2_grpc.OrderServiceStub(channel)
             first = orders.CreateOrder(_new_order(), timeout=10)
             watched = orders.CreateOrder(_new_order(), timeout=10)
+            # a long order history, so that ListOrders reads a full page of the customer's own
+            for _ in range(LIST_PAGE - 2):
+                orders.CreateOrder(_new_order(), timeout=10)
 
         self.say(f"  notification lag: {LAG_ALONE} orders one at a time, then {self.options.lag_orders}, "
                  f"{LAG_BURST} at a time")
+
+        def token_for(email: str) -> str:
+            return _token(mesh, email, AS_CUSTOMER)
+
+        lag_orders = self.options.lag_orders
         self.results.lag[backend] = [
-            asyncio.run(notification_lag(public, sink, PRODUCT_ID, LAG_ALONE, in_flight=1)),
-            asyncio.run(notification_lag(public, sink, PRODUCT_ID, self.options.lag_orders, in_flight=LAG_BURST)),
+            asyncio.run(notification_lag(public, sink, PRODUCT_ID, LAG_ALONE, 1, token_for)),
+            asyncio.run(notification_lag(public, sink, PRODUCT_ID, lag_orders, LAG_BURST, token_for)),
         ]
 
         get = self._body("get", orders_pb2.GetOrderRequest(order_id=first.order_id))
-        self._measure("GetOrder gRPC", backend, grpc_load, meter, log,
-                      lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, grpc_load, s))
-        page = self._body("list", orders_pb2.ListOrdersRequest(page_size=50))
-        self._measure("ListOrders gRPC (50)", backend, grpc_load, meter, log,
-                      lambda s: loadgen.h2load(f"http://{public}{LIST_PATH}", page, grpc_load, s))
+        self._measure("GetOrder gRPC", backend, grpc_load, meter, log, AS_CUSTOMER,
+                      lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, grpc_load, s, customer))
+        # no customer_email: a customer's list is their own
+        page = self._body("list", orders_pb2.ListOrdersRequest(page_size=LIST_PAGE))
+        self._measure(f"ListOrders gRPC ({LIST_PAGE})", backend, grpc_load, meter, log, AS_CUSTOMER,
+                      lambda s: loadgen.h2load(f"http://{public}{LIST_PATH}", page, grpc_load, s, customer))
 
         self.say(f"  {self.options.watchers} watchers of one order")
         self.results.fan_out[backend] = asyncio.run(
             fan_out(
                 public, watched.order_id, self.options.watchers, self.options.watcher_connections,
-                lambda: meter.rss_mb("orders"),
+                lambda: meter.rss_mb("orders"), watcher_token=customer_token, operator_token=operator_token,
             )
         )
 
         create = self._body("create", _new_order())
-        created = self._measure("CreateOrder gRPC", backend, grpc_load, meter, log,
-                                lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, s))
+        created = self._measure(
+            "CreateOrder gRPC", backend, grpc_load, meter, log, AS_CUSTOMER,
+            lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, s, customer),
+        )
         rest = self.options.rest_load
         rest_body = json.dumps({"customerEmail": CUSTOMER, "items": [{"productId": PRODUCT_ID, "quantity": 1}]})
-        self._measure("CreateOrder REST", backend, rest, meter, log,
-                      lambda s: loadgen.wrk(f"http://{public}/v1/orders", "POST", rest_body, rest, s))
+        self._measure("CreateOrder REST", backend, rest, meter, log, AS_CUSTOMER,
+                      lambda s: loadgen.wrk(f"http://{public}/v1/orders", "POST", rest_body, rest, s, customer))
         half = Load(grpc_load.connections, grpc_load.streams, rate=max(1.0, created.rps / 2))
-        self._measure("CreateOrder gRPC at half rate", backend, half, meter, log,
-                      lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, half, s))
+        self._measure("CreateOrder gRPC at half rate", backend, half, meter, log, AS_CUSTOMER,
+                      lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, half, s, customer))
 
         self.say(f"  profiling orders for {self.options.profile_seconds:g} s of CreateOrder")
         output = self.workdir / f"profile-{backend}.txt"
         recorder = profile.start(mesh.processes["orders"].pid, self.options.profile_seconds, output)
-        loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, self.options.profile_seconds)
+        loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, self.options.profile_seconds, customer)
         self.results.profile[backend] = profile.finish(recorder, output)
 
     def _measure(
-        self, scenario: str, target: str, load: Load, meter: ProcessMeter, log: AccessLog | None,
+        self, scenario: str, target: str, load: Load, meter: ProcessMeter, log: AccessLog | None, caller: str,
         go: Callable[[float], LoadResult],
     ) -> Measurement:
         """A warm-up run, then the measured one; errors of both count."""
-        self.say(f"  {scenario} on {target}: {load.in_flight} in flight" + (f" at {load.rate:.0f}/s" if load.rate else ""))
+        self._announce(scenario, target, load)
         mark = log.mark() if log else 0
         warm = go(self.options.warmup)
         before = meter.cpu_seconds()
         result = go(self.options.duration)
         cpu = meter.cpu_since(before)
         failures = log.failures_since(mark) if log else Counter()
-        client_failures = warm.failed + result.failed
+        return self._record(scenario, target, load, caller, [warm, result], result, cpu, failures)
+
+    def _measure_alternating(
+        self, target: str, load: Load, meter: ProcessMeter, log: AccessLog, pair: tuple[Paired, Paired]
+    ) -> tuple[Measurement, Measurement]:
+        """Two loads (h2load) whose difference is the figure: each warmed up, then measured in
+        alternating rounds (ALTERNATION, each round 1/4 of --duration, so each load still runs
+        --duration in all), so that a change in the machine's other work falls on both alike.
+        Errors are told apart by the method called: the two must call different ones."""
+        for paired in pair:
+            self._announce(paired.scenario, target, load)
+        mark = log.mark()
+        warm = [paired.go(self.options.warmup) for paired in pair]
+        runs: tuple[list[LoadResult], list[LoadResult]] = ([], [])
+        cpu: tuple[Counter, Counter] = (Counter(), Counter())
+        for side in ALTERNATION:
+            before = meter.cpu_seconds()
+            runs[side].append(pair[side].go(self.options.duration * 2 / len(ALTERNATION)))
+            cpu[side].update(meter.cpu_since(before))
+        by_method = log.failures_by_method_since(mark)
+        failures = [by_method.pop(paired.method, Counter()) for paired in pair]
+        # a failure logged under another path (none is expected) is never dropped
+        failures[0] += sum(by_method.values(), Counter())
+        first, second = (
+            self._record(
+                paired.scenario, target, load, paired.caller, [warm[side], *runs[side]],
+                loadgen.combined(runs[side]), cpu[side], failures[side],
+            )
+            for side, paired in enumerate(pair)
+        )
+        return first, second
+
+    def _announce(self, scenario: str, target: str, load: Load) -> None:
+        self.say(f"  {scenario} on {target}: {load.in_flight} in flight" + (f" at {load.rate:.0f}/s" if load.rate else ""))
+
+    def _record(
+        self, scenario: str, target: str, load: Load, caller: str, runs: list[LoadResult], result: LoadResult,
+        cpu: dict[str, float], failures: Counter,
+    ) -> Measurement:
+        """The measurement of result (the measured run), with the errors of every run
+        (warm-up included) that Envoy logged (failures) or the client saw."""
+        client_failures = sum(run.failed for run in runs)
         if client_failures:
             failures[f"{result.tool} failures"] += client_failures
         calls = max(result.succeeded, 1)
         measurement = Measurement(
             scenario, target, result.tool, load.in_flight, load.rate, result.rps, result.p50_ms, result.p99_ms,
             sum(failures.values()), dict(failures), {name: 1000 * seconds / calls for name, seconds in cpu.items()},
+            caller=caller,
         )
         self.results.measurements.append(measurement)
         return measurement
@@ -270,6 +380,17 @@ def _meter(mesh: Mesh) -> ProcessMeter:
 
 def _access_log(mesh: Mesh) -> AccessLog:
     return AccessLog(mesh.run_dir / "envoy-access.log", mesh.layout.public)
+
+
+def _token(mesh: Mesh, email: str, role: str) -> str:
+    """A bearer token of mesh's Envoy for email with role, valid for the whole run."""
+    ttl = min(TOKEN_TTL_SECONDS, envoy_config.params_from_env(mesh.layout.env).jwt_max_lifetime)
+    return mesh.token(email, (role,), ttl)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    """The header that carries token on a load generator's every call."""
+    return {"authorization": f"Bearer {token}"}
 
 
 def _create_product(channel: grpc.Channel) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from devmesh import client
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 OPEN_TIMEOUT_SECONDS = 60.0
@@ -32,16 +33,22 @@ class FanOut:
 
 
 async def fan_out(
-    address: str, order_id: str, watchers: int, connections: int, rss_mb: Callable[[], float]
+    address: str, order_id: str, watchers: int, connections: int, rss_mb: Callable[[], float],
+    watcher_token: str, operator_token: str,
 ) -> FanOut:
+    """The watchers call with watcher_token (the order's customer, on each of their
+    devices); the change is made by an operator (operator_token), as a shop's staff
+    confirms an order."""
     # one HTTP/2 connection each, as separate client machines would have
     channels = [
-        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        client.aio_channel(address, watcher_token, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(connections)
     ]
+    staff = client.aio_channel(address, operator_token, options=[("grpc.use_local_subchannel_pool", 1)])
+    channels.append(staff)
     try:
         rss_idle = rss_mb()
-        stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels]
+        stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels[:connections]]
         streams = []
         for start in range(0, watchers, OPEN_BATCH):
             batch = [
@@ -62,9 +69,12 @@ async def fan_out(
                 return None
             return time.perf_counter()
 
+        # the staff's connection is open before the clock starts, as the watchers' are
+        await asyncio.wait_for(staff.channel_ready(), OPEN_TIMEOUT_SECONDS)
+        confirm = orders_pb2_grpc.OrderServiceStub(staff).ConfirmOrder
         waiting = [asyncio.create_task(arrival(stream)) for stream in streams]
         started = time.perf_counter()
-        await stubs[0].ConfirmOrder(orders_pb2.ConfirmOrderRequest(order_id=order_id), timeout=10)
+        await confirm(orders_pb2.ConfirmOrderRequest(order_id=order_id), timeout=10)
         done, pending = await asyncio.wait(waiting, timeout=CHANGE_TIMEOUT_SECONDS)
         for task in pending:
             task.cancel()

@@ -15,8 +15,9 @@ from tests.conftest import PG_URL
 pytestmark = pytest.mark.e2e
 
 SCENARIOS = {
-    "echo gRPC direct", "echo gRPC via Envoy", "echo REST via Envoy", "GetOrder gRPC", "ListOrders gRPC (50)",
-    "CreateOrder gRPC", "CreateOrder REST", "CreateOrder gRPC at half rate",
+    "echo gRPC direct", "echo gRPC via Envoy", "echo gRPC via Envoy, anonymous GetProduct (no token check)",
+    "echo REST via Envoy", "GetOrder gRPC", "ListOrders gRPC (50)", "CreateOrder gRPC", "CreateOrder REST",
+    "CreateOrder gRPC at half rate",
 }
 
 
@@ -35,12 +36,16 @@ def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
         output, _ = bench.communicate(timeout=60)
         pytest.fail(f"the benchmark did not finish in time:\n{output[-3000:]}")
     assert bench.returncode == 0, output[-3000:]
+    # every call carried a token where one is needed: a 401 or 403 would be a failed call
     assert "No call failed in this run." in output
+    assert "JWT check cost (jwt_authn + rbac), Envoy CPU per call:" in output
 
     [written] = tmp_path.glob("*.json")
     results = json.loads(written.read_text())
     assert results["errors"] == 0 and results["machine"]["cpus"] >= 1
     measured = {(m["scenario"], m["target"]) for m in results["measurements"]}
+    # a shop's load: its customers, with their own tokens; and the anchor's anonymous twin
+    assert {m["caller"] for m in results["measurements"]} == {"customer", "anonymous"}
     for backend in ("sqlite", "postgresql"):
         assert {s for s, t in measured if t in (backend, "echo")} == SCENARIOS
         assert results["watch_fan_out"][backend]["missed"] == 0
@@ -48,4 +53,8 @@ def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
         assert results["profile"][backend], "py-spy sampled nothing"
     assert all(m["rps"] > 0 and m["ratio"] > 0 for m in results["measurements"])
     assert {t["name"] for t in results["targets"]} >= {"GetOrder rps / echo via Envoy"}
+    check = results["jwt_check"]
+    assert check["envoy_us_with_token"] > 0 and check["envoy_us_anonymous"] > 0
+    assert check["rps_with_token"] > 0 and check["rps_anonymous"] > 0
+    assert set(check["get_order_share_percent"]) == {"sqlite", "postgresql"}
     assert written.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

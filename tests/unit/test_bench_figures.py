@@ -3,11 +3,13 @@
 import json
 import math
 
+import pytest
+
 from bench import report
-from bench.accesslog import _failure
-from bench.loadgen import _logged_latencies_ms, _p50_p99, grpc_frame
+from bench.accesslog import AccessLog, _failure
+from bench.loadgen import LoadResult, _logged_latencies_ms, _p50_p99, combined, grpc_frame
 from bench.profile import hotspots
-from bench.suite import Measurement, Results
+from bench.suite import ANCHOR, ANONYMOUS, Measurement, Results
 from bench.watchers import FanOut
 from shopmesh.orders.v1 import orders_pb2
 
@@ -30,6 +32,34 @@ def test_percentiles():
     p50, p99 = _p50_p99([float(n) for n in range(1, 101)])
     assert p50 == 50.5 and 99 <= p99 <= 100
     assert _p50_p99([]) == (0.0, 0.0)
+
+
+def test_runs_of_one_load_combine_into_one():
+    first = LoadResult("h2load", 2.0, 3, 1, 2.0, 3.0, (1.0, 2.0, 3.0))
+    second = LoadResult("h2load", 2.0, 2, 0, 4.5, 5.0, (4.0, 5.0))
+    both = combined([first, second])
+    assert (both.seconds, both.succeeded, both.failed, both.rps) == (4.0, 5, 1, 1.25)
+    assert both.p50_ms == 3.0 and 4.9 <= both.p99_ms <= 5.0
+    # wrk reports percentiles only: its runs cannot be combined
+    with pytest.raises(ValueError):
+        combined([LoadResult("wrk", 1.0, 10, 0, 1.0, 2.0)])
+
+
+def test_access_log_failures_by_method(tmp_path, monkeypatch):
+    monkeypatch.setattr("bench.accesslog.FLUSH_SECONDS", 0)
+    path = tmp_path / "access.log"
+    ok = {"listener": "public", "response_code": 200, "grpc_status": None, "grpc_status_trailer": "0",
+          "response_flags": "-", "grpc_path": "/A/Get"}
+    path.write_text(json.dumps(ok) + "\n")
+    log = AccessLog(path, "public")
+    mark = log.mark()
+    refused = {**ok, "grpc_status": "16", "grpc_status_trailer": None}
+    lines = [refused, {**refused, "grpc_path": "/B/Get"}, ok, {**refused, "listener": "mesh"}]
+    with open(path, "a") as file:
+        file.writelines(json.dumps(line) + "\n" for line in lines)
+    assert log.failures_by_method_since(mark) == {"/A/Get": {"grpc-status 16": 1}, "/B/Get": {"grpc-status 16": 1}}
+    assert log.failures_since(mark) == {"grpc-status 16": 2}
+    assert log.failures_since(0) == {"grpc-status 16": 2}
 
 
 def test_access_log_failures():
@@ -55,15 +85,17 @@ def test_hotspots_sum_own_and_total_samples_per_function():
     assert hotspots("") == []
 
 
-def measurement(scenario: str, target: str, rps: float, p99: float = 5.0) -> Measurement:
-    return Measurement(scenario, target, "h2load", 64, None, rps, 1.0, p99, 0, {}, {"orders": 1.5})
+def measurement(scenario: str, target: str, rps: float, p99: float = 5.0, cpu: dict | None = None) -> Measurement:
+    return Measurement(scenario, target, "h2load", 64, None, rps, 1.0, p99, 0, {}, cpu or {"orders": 1.5})
 
 
 def results() -> Results:
     found = Results(options={"backends": ["sqlite"]})
     found.measurements = [
-        measurement("echo gRPC via Envoy", "echo", 8000),
-        measurement("GetOrder gRPC", "sqlite", 4000),
+        # CPU seconds per 1,000 calls: 140 and 100 µs of Envoy per call
+        measurement(ANCHOR, "echo", 8000, cpu={"envoy": 0.140, "echo": 0.2}),
+        measurement(ANONYMOUS, "echo", 10000, cpu={"envoy": 0.100, "echo": 0.2}),
+        measurement("GetOrder gRPC", "sqlite", 4000, cpu={"envoy": 0.150, "orders": 1.450, "inventory": 0.01}),
         measurement("CreateOrder gRPC", "sqlite", 1000),
         measurement("CreateOrder REST", "sqlite", 950),
         measurement("CreateOrder gRPC at half rate", "sqlite", 500, p99=30.0),
@@ -75,7 +107,7 @@ def results() -> Results:
 def test_ratios_and_targets():
     figures = results()
     report.add_ratios(figures)
-    assert [m.ratio for m in figures.measurements][:3] == [1.0, 0.5, 0.125]
+    assert [m.ratio for m in figures.measurements][:4] == [1.0, 1.25, 0.5, 0.125]
     met = {t.name: t.met for t in report.targets(figures)}
     assert met == {
         "GetOrder rps / echo via Envoy": False,
@@ -87,16 +119,31 @@ def test_ratios_and_targets():
     }
 
 
+def test_token_check_is_the_envoy_cpu_between_the_anchor_and_its_anonymous_twin():
+    check = report.token_check(results())
+    assert math.isclose(check.envoy_us_with_token, 140) and math.isclose(check.envoy_us_anonymous, 100)
+    assert math.isclose(check.envoy_us_per_call, 40)
+    assert (check.rps_with_token, check.rps_anonymous) == (8000, 10000)
+    assert math.isclose(check.rps_change_percent, -20)
+    # 40 µs of the 150 + 1,450 µs that Envoy and orders spend per GetOrder
+    assert math.isclose(check.get_order_share_percent["sqlite"], 2.5)
+    without_twin = results()
+    without_twin.measurements = [m for m in without_twin.measurements if m.scenario != ANONYMOUS]
+    assert report.token_check(without_twin) is None
+
+
 def test_reports(tmp_path):
     figures = results()
     report.add_ratios(figures)
     text = report.table(figures)
     assert "| GetOrder gRPC" in text and "0.50" in text and "Targets:" in text
+    assert "JWT check cost (jwt_authn + rbac), Envoy CPU per call: 40 µs" in text and "(-20.0 %)" in text
     assert report.headline(figures) == "No call failed in this run."
-    figures.measurements[1].errors = 3
+    figures.measurements[2].errors = 3
     assert report.headline(figures).startswith("FAILED CALLS: 3")
     report.write_json(figures, tmp_path / "run.json")
     written = json.loads((tmp_path / "run.json").read_text())
     assert written["errors"] == 3 and written["watch_fan_out"]["sqlite"]["all_ms"] is None
+    assert math.isclose(written["jwt_check"]["envoy_us_per_call"], 40)
     report.write_chart(figures, tmp_path / "run.png")
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
