@@ -2,25 +2,21 @@
 records one notification per event, moving the stored cursor with it.
 
 When the stream breaks (Orders or Envoy restarting) it is opened again from the
-stored cursor after a pause: a resume, not a retry, so nothing is skipped and
-nothing recorded twice.
+stored cursor after a pause (meshkit.resume): a resume, not a retry, so nothing is
+skipped and nothing recorded twice.
 """
 
-import asyncio
-import logging
 from collections.abc import Callable
 
 import grpc
 from opentelemetry import trace
 
-from meshkit import telemetry
+from meshkit import resume, telemetry
 from meshkit.database import utcnow
 from meshkit.protoconv import money_from_proto
 from notifications import domain
 from notifications.storage import NotificationStore
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
-
-log = logging.getLogger(__name__)
 
 RESUME_PAUSE_SECONDS = 1.0
 
@@ -55,33 +51,21 @@ class OrderEventConsumer:
         self._tracer = trace.get_tracer(__name__)
 
     async def run(self) -> None:
-        while True:
-            cursor = await self._store.cursor()
-            try:
-                await self._follow(cursor)
-            except grpc.aio.AioRpcError as error:
-                if asyncio.current_task().cancelling():
-                    # grpc.aio may report our own cancellation as a CANCELLED call:
-                    # the service is stopping, so stop rather than resume.
-                    raise asyncio.CancelledError from error
-                log.warning(
-                    "order event stream broke; resuming from the stored cursor",
-                    extra={"cursor": cursor, "code": error.code().name, "details": error.details()},
-                )
-            await asyncio.sleep(self._resume_pause)
+        await resume.follow("order event stream", self._store.cursor, self._open, self._record, self._resume_pause)
 
-    async def _follow(self, cursor: int) -> None:
+    def _open(self, cursor: int):
         # wait_for_ready: while the mesh listener cannot be reached yet (Envoy still
         # starting, or restarting) the stream opens once it can, instead of failing.
-        stream = self._stub.StreamOrderEvents(
+        return self._stub.StreamOrderEvents(
             orders_pb2.StreamOrderEventsRequest(after_sequence=cursor), wait_for_ready=True
         )
-        async for event in stream:
-            # A span of its own, linked to the trace of the order change.
-            with self._tracer.start_as_current_span(
-                "record notification", links=telemetry.link_to(event.trace_parent),
-                attributes={"shopmesh.order_id": event.order.order_id, "shopmesh.event_sequence": event.sequence},
-            ):
-                email = domain.render(event_from_proto(event))
-                await self._store.record(event.sequence, event.order.order_id, email, utcnow(), event.trace_parent or None)
-            self._on_recorded()
+
+    async def _record(self, event: orders_pb2.OrderEvent) -> None:
+        # A span of its own, linked to the trace of the order change.
+        with self._tracer.start_as_current_span(
+            "record notification", links=telemetry.link_to(event.trace_parent),
+            attributes={"shopmesh.order_id": event.order.order_id, "shopmesh.event_sequence": event.sequence},
+        ):
+            email = domain.render(event_from_proto(event))
+            await self._store.record(event.sequence, event.order.order_id, email, utcnow(), event.trace_parent or None)
+        self._on_recorded()

@@ -13,8 +13,8 @@ SUSPECT_NAMES = ("retry", "retries", "backoff", "back_off", "circuit", "breaker"
 SUSPECT_MODULES = ("tenacity", "backoff", "stamina", "pybreaker", "aiobreaker", "retrying")
 # The only places allowed to hold such code, and why.
 ALLOWED = {
-    # The one resume loop: re-opens the order event stream from the stored cursor.
-    "notifications/consumer.py": "stream resume from the stored cursor",
+    # Re-opening a stream from the stored cursor, and periodic work's next turn.
+    "meshkit/resume.py": "stream resume from the stored cursor; periodic work",
     # Sending email to an SMTP server is no call between services; the issue asks for back-off.
     "notifications/domain.py": "SMTP retry policy",
     "notifications/sender.py": "SMTP retry policy",
