@@ -3,6 +3,7 @@ processes on free ports, started the way `make up` starts them."""
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,6 +24,9 @@ from tests.conftest import BACKENDS, database_env
 def start_mesh(request, data_dir, backend: str, extra_env: dict | None = None):
     """A mesh on free ports with its databases on backend; yields it running."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SMTP_"))}
+    # A stopping service keeps serving 3 s by default so that Envoy can move away; the
+    # test meshes stop (and restart services) often, and the drain has a test of its own.
+    base["SHUTDOWN_DRAIN_SECONDS"] = "0.2"
     env, created = database_env(backend, data_dir, request)
     layout = Layout.on_free_ports({**base, **env, **(extra_env or {})})
     try:
@@ -71,6 +75,15 @@ def internal(mesh):
     """Generated stubs on Envoy's mesh listener (service-to-service)."""
     with grpc.insecure_channel(mesh.layout.mesh) as channel:
         yield stubs_for(channel)
+
+
+def settles(check, timeout: float = 15.0):
+    """Polls check until it returns something truthy (what the mesh does by itself, such as
+    stock coming back after a cancel, takes a moment); returns its last result."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return result
 
 
 def unique(prefix: str) -> str:

@@ -1,6 +1,7 @@
 """A real identity provider instead of the development key: Envoy fetches the JWKS from
-SHOPMESH_JWKS_URL (served here by the test, over http and over https with its own CA),
-and reads roles from a nested claim as Keycloak writes them."""
+SHOPMESH_JWKS_URL (served here by the test over https, with a CA of its own; a plain
+http URL is rendered without TLS, see tests/unit/test_envoy_config.py), and reads roles
+from a nested claim as Keycloak writes them."""
 
 import datetime as dt
 import functools
@@ -40,7 +41,7 @@ class JwksHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module", params=["http", "https"])
+@pytest.fixture(scope="module", params=["https"])
 def provider(request, tmp_path_factory):
     """A JWKS endpoint holding one key of the provider's own; yields (url, key, CA, requests seen)."""
     key = ec.generate_private_key(ec.SECP256R1())

@@ -43,8 +43,9 @@ def products(layout: Layout) -> bytes:
         return reply.read()
 
 
-def test_up_loads_demo_data_once_and_ctrl_c_stops_everything(service_env, tmp_path):
-    layout = Layout.on_free_ports({"PATH": "/usr/bin:/bin", **service_env})
+def test_up_loads_demo_data_once_and_ctrl_c_stops_everything(tmp_path):
+    # make up's own database is SQLite; every service runs on PostgreSQL in the other tests
+    layout = Layout.on_free_ports({"PATH": "/usr/bin:/bin", "SHOPMESH_DATA_DIR": str(tmp_path)})
     env = dict(layout.env)
     for attempt in range(2):
         process, lines = start(env)
@@ -62,5 +63,4 @@ def test_up_loads_demo_data_once_and_ctrl_c_stops_everything(service_env, tmp_pa
         assert "Stopped: envoy (exit 0), notifications (exit 0), orders (exit 0), inventory (exit 0)" in output
         for name in ("ENVOY_PUBLIC_LISTEN", "MESH_ADDRESS", "ENVOY_ADMIN_LISTEN", "ORDERS_LISTEN", "INVENTORY_LISTEN", "NOTIFICATIONS_LISTEN"):
             assert refused(layout.address(name)), f"{name} still answers after Ctrl-C"
-    if "INVENTORY_DATABASE_URL" not in service_env:
-        assert (tmp_path / "inventory.db").exists()
+    assert (tmp_path / "inventory.db").exists() and (tmp_path / "credentials" / "auth" / "signing-key.pem").exists()

@@ -11,21 +11,21 @@ from tests.e2e.conftest import http_call, start_mesh, unique
 from tests.otlp_collector import Collector
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def collector():
     running = Collector().start()
     yield running
     running.stop()
 
 
-@pytest.fixture(params=BACKENDS)
-def traced_mesh(request, tmp_path, collector):
+@pytest.fixture(scope="module", params=BACKENDS)
+def traced_mesh(request, tmp_path_factory, collector):
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
     }
-    yield from start_mesh(request, tmp_path, request.param, env)
+    yield from start_mesh(request, tmp_path_factory.mktemp(f"traced-{request.param}"), request.param, env)
 
 
 def trace_of(collector, request_id_span_filter, services: set[str], timeout: float = 15):
@@ -148,4 +148,4 @@ def test_services_export_rpc_metrics(traced_mesh, collector):
             break
         time.sleep(0.2)
     assert created and max(p.count for p in created) >= 3
-    assert reserved and reserved[-1].attributes["rpc.grpc.status"] == "OK"
+    assert any(p.attributes["rpc.grpc.status"] == "OK" for p in reserved)
