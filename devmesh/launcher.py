@@ -117,13 +117,13 @@ class Mesh:
     def log_path(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
 
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, command: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen:
         output = open(self.log_path(name), "ab") if self.log_files else None
         try:
             # A session of its own: Ctrl-C reaches the launcher only, which
             # then stops every child in order.
             process = subprocess.Popen(
-                command, cwd=ROOT, env=dict(self.layout.env), stdout=output, stderr=output or None,
+                command, cwd=ROOT, env={**self.layout.env, **(env or {})}, stdout=output, stderr=output or None,
                 start_new_session=True,
             )
         finally:
@@ -135,9 +135,12 @@ class Mesh:
     def start_service(self, name: str, timeout: float = 30.0) -> None:
         self.start_process(name, [sys.executable, "-m", name], self.layout.address(LISTEN_VARS[name]), timeout)
 
-    def start_process(self, name: str, command: list[str], address: str, timeout: float = 30.0) -> None:
-        """Starts any gRPC server process and waits until its health check at address says SERVING."""
-        self._spawn(name, command)
+    def start_process(
+        self, name: str, command: list[str], address: str, timeout: float = 30.0, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Starts any gRPC server process (with env on top of the mesh's) and waits until
+        its health check at address says SERVING."""
+        self._spawn(name, command, env)
         self._wait_serving(name, address, timeout)
 
     def _wait_serving(self, name: str, address: str, timeout: float) -> None:

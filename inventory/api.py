@@ -1,5 +1,7 @@
 """InventoryService servicer: request -> domain/storage -> response, nothing more."""
 
+import datetime as dt
+
 from inventory import domain
 from inventory.storage import InventoryStore
 from meshkit import pagination
@@ -9,6 +11,8 @@ from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 _STATUS = {
     domain.ReservationStatus.RESERVED: inventory_pb2.Reservation.STATUS_RESERVED,
+    domain.ReservationStatus.HELD: inventory_pb2.Reservation.STATUS_HELD,
+    domain.ReservationStatus.SHIPPED: inventory_pb2.Reservation.STATUS_SHIPPED,
     domain.ReservationStatus.RELEASED: inventory_pb2.Reservation.STATUS_RELEASED,
 }
 
@@ -38,6 +42,7 @@ def reservation_to_proto(reservation: domain.Reservation) -> inventory_pb2.Reser
         status=_STATUS[reservation.status],
         create_time=timestamp(reservation.create_time),
         update_time=timestamp(reservation.update_time),
+        expire_time=timestamp(reservation.expire_time) if reservation.expire_time else None,
     )
 
 
@@ -49,8 +54,10 @@ def _product_from_proto(message: inventory_pb2.Product) -> domain.Product:
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
-    def __init__(self, store: InventoryStore) -> None:
+    def __init__(self, store: InventoryStore, reservation_wait: dt.timedelta) -> None:
         self._store = store
+        # how long a reservation waits for its order
+        self._wait = reservation_wait
 
     async def CreateProduct(self, request, context):
         product = _product_from_proto(request.product)
@@ -76,15 +83,16 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     async def CheckStock(self, request, context):
         domain.validate_product_id(request.product_id)
-        product = await self._store.get_product(request.product_id)
+        book = await self._store.book(request.product_id)
         return inventory_pb2.CheckStockResponse(
-            product_id=product.product_id, available=product.available, in_stock=product.available > 0
+            product_id=book.product_id, available=book.available, in_stock=book.available > 0,
+            reserved=book.held, awaiting_order=book.awaiting_order,
         )
 
     async def ReserveStock(self, request, context):
         lines = [domain.ReservationLine(item.product_id, item.quantity) for item in request.items]
         domain.validate_reservation(request.reservation_id, lines)
-        return reservation_to_proto(await self._store.reserve(request.reservation_id, lines))
+        return reservation_to_proto(await self._store.reserve(request.reservation_id, lines, self._wait))
 
     async def ReleaseStock(self, request, context):
         domain.validate_reservation_id(request.reservation_id)

@@ -29,8 +29,41 @@ class Product:
 
 
 class ReservationStatus(enum.Enum):
+    # stock taken, waiting for its order until expire_time
     RESERVED = "RESERVED"
+    # stock held for a live (pending or confirmed) order
+    HELD = "HELD"
+    # the order shipped: the stock left the shop
+    SHIPPED = "SHIPPED"
+    # stock back on the shelf: order cancelled, never appeared, or released on request
     RELEASED = "RELEASED"
+
+    @property
+    def holds_stock(self) -> bool:
+        return self in (ReservationStatus.RESERVED, ReservationStatus.HELD)
+
+
+# What an order's status makes of its reservation. The moves go one way only, so an
+# event applied twice, or late, changes nothing.
+_AFTER_ORDER = {
+    "PENDING": ReservationStatus.HELD,
+    "CONFIRMED": ReservationStatus.HELD,
+    "SHIPPED": ReservationStatus.SHIPPED,
+    "CANCELLED": ReservationStatus.RELEASED,
+}
+_MOVES = {
+    ReservationStatus.RESERVED: {ReservationStatus.HELD, ReservationStatus.SHIPPED, ReservationStatus.RELEASED},
+    ReservationStatus.HELD: {ReservationStatus.SHIPPED, ReservationStatus.RELEASED},
+    ReservationStatus.SHIPPED: set(),
+    ReservationStatus.RELEASED: set(),
+}
+
+
+def status_for_order(current: "ReservationStatus", order_status: str) -> "ReservationStatus | None":
+    """The status a reservation moves to now that its order is in order_status; None
+    when nothing changes (already there, or past it)."""
+    target = _AFTER_ORDER.get(order_status)
+    return target if target in _MOVES[current] else None
 
 
 @dataclass(frozen=True)
@@ -47,6 +80,8 @@ class Reservation:
     status: ReservationStatus
     create_time: dt.datetime
     update_time: dt.datetime
+    # until when a RESERVED reservation waits for its order
+    expire_time: dt.datetime | None = None
 
     def requested(self) -> dict[str, int]:
         return {line.product_id: line.quantity for line in self.lines}
@@ -150,6 +185,23 @@ def raise_if_short(requested: dict[str, int], available: dict[str, int]) -> None
         raise FailedPrecondition(f"insufficient stock for {names}", short, reason="INSUFFICIENT_STOCK")
 
 
+@dataclass(frozen=True)
+class StockBook:
+    """One product's books: free units, and units held, awaiting their order, shipped
+    and received (initial stock plus restocks)."""
+
+    product_id: str
+    available: int
+    held: int
+    awaiting_order: int
+    shipped: int
+    received: int
+
+    @property
+    def balances(self) -> bool:
+        return self.available + self.held + self.awaiting_order == self.received - self.shipped
+
+
 def check_reservation_repeat(existing: Reservation, lines: list[ReservationLine]) -> None:
     """A repeated ReserveStock must ask for what the first one reserved."""
     if existing.status is ReservationStatus.RELEASED:
@@ -164,3 +216,64 @@ def check_reservation_repeat(existing: Reservation, lines: list[ReservationLine]
             existing.reservation_id,
             f"reservation {existing.reservation_id} already exists with other items",
         )
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """What the books check needs of an order: its status and items."""
+
+    order_id: str
+    status: str
+    items: dict[str, int]
+
+
+_EXPECTED_FOR_ORDER = {
+    "PENDING": ReservationStatus.HELD,
+    "CONFIRMED": ReservationStatus.HELD,
+    "SHIPPED": ReservationStatus.SHIPPED,
+    "CANCELLED": ReservationStatus.RELEASED,
+}
+
+
+def differences(
+    orders: dict[str, OrderView], reservations: list[Reservation], books: list[StockBook], settled_by: dt.datetime
+) -> list[str]:
+    """Every way Inventory's books disagree with the orders, for a system that has been
+    quiet for a while: reservations whose expire_time is before settled_by must have
+    been settled by now."""
+    found = []
+    by_id = {r.reservation_id: r for r in reservations}
+    for reservation in reservations:
+        order = orders.get(reservation.reservation_id)
+        rid, status = reservation.reservation_id, reservation.status
+        if order is None:
+            if status in (ReservationStatus.HELD, ReservationStatus.SHIPPED):
+                found.append(f"reservation {rid} is {status.value} for an order that does not exist")
+            elif status is ReservationStatus.RESERVED and reservation.expire_time < settled_by:
+                found.append(f"reservation {rid} still waits for its order, past its expire_time")
+            continue
+        expected = _EXPECTED_FOR_ORDER[order.status]
+        if status is not expected:
+            found.append(f"reservation {rid} is {status.value}, its order is {order.status} (expected {expected.value})")
+        if reservation.requested() != order.items:
+            found.append(f"reservation {rid} holds {reservation.requested()}, its order has {order.items}")
+    for order in orders.values():
+        if order.order_id not in by_id:
+            found.append(f"order {order.order_id} ({order.status}) has no reservation")
+    units: dict[tuple[str, ReservationStatus], int] = {}
+    for reservation in reservations:
+        for line in reservation.lines:
+            key = (line.product_id, reservation.status)
+            units[key] = units.get(key, 0) + line.quantity
+    for book in books:
+        for status, counted in ((ReservationStatus.RESERVED, book.awaiting_order), (ReservationStatus.HELD, book.held),
+                                (ReservationStatus.SHIPPED, book.shipped)):
+            if units.get((book.product_id, status), 0) != counted:
+                found.append(f"product {book.product_id}: the books count {counted} units {status.value}, "
+                             f"its reservations {units.get((book.product_id, status), 0)}")
+        if not book.balances:
+            found.append(
+                f"product {book.product_id}: available {book.available} + held {book.held} + awaiting "
+                f"{book.awaiting_order} != received {book.received} - shipped {book.shipped}"
+            )
+    return found

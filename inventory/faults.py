@@ -22,8 +22,8 @@ class FaultyInventoryServicer(InventoryServicer):
     """Fails a fraction of ReserveStock calls with UNAVAILABLE, half of them
     before the reservation and half after it committed; optionally slows each call."""
 
-    def __init__(self, store, failure_fraction: float, delay_seconds: float) -> None:
-        super().__init__(store)
+    def __init__(self, store, reservation_wait, failure_fraction: float, delay_seconds: float) -> None:
+        super().__init__(store, reservation_wait)
         self._fraction = failure_fraction
         self._delay = delay_seconds
         self._random = random.Random()
@@ -40,7 +40,7 @@ class FaultyInventoryServicer(InventoryServicer):
         return reservation
 
 
-def servicer_from_env(env: Mapping[str, str], store) -> InventoryServicer:
+def servicer_from_env(env: Mapping[str, str], store, reservation_wait) -> InventoryServicer:
     try:
         fraction = float(config.get(env, "SHOPMESH_FAULT_RESERVE_UNAVAILABLE", "0"))
         delay = float(config.get(env, "SHOPMESH_FAULT_RESERVE_DELAY_SECONDS", "0"))
@@ -49,6 +49,6 @@ def servicer_from_env(env: Mapping[str, str], store) -> InventoryServicer:
     if not (0 <= fraction <= 1) or delay < 0:
         raise config.ConfigError("SHOPMESH_FAULT_RESERVE_* must be a fraction from 0 to 1 and a delay >= 0")
     if not fraction and not delay:
-        return InventoryServicer(store)
+        return InventoryServicer(store, reservation_wait)
     log.warning("fault injection is on", extra={"failure_fraction": fraction, "delay_seconds": delay})
-    return FaultyInventoryServicer(store, fraction, delay)
+    return FaultyInventoryServicer(store, reservation_wait, fraction, delay)

@@ -4,14 +4,31 @@ Stock is taken with a conditional UPDATE (available >= quantity), in product_id
 order, so that it can never go negative and concurrent reservations on
 PostgreSQL lock rows in one order and never deadlock.
 
+A reservation then follows its order (domain.status_for_order): the order event
+stream holds it, ships it or gives its stock back, each event applied in the same
+transaction that moves the stored cursor, so an event applied twice changes nothing.
+
 The declarative classes define the tables (and what Alembic compares); every
 statement is SQLAlchemy Core, mapped to the domain by hand: an ORM unit of work
 cost several times the statements themselves on these short transactions.
 """
 
 import datetime as dt
+from dataclasses import replace
 
-from sqlalchemy import BigInteger, Connection, ForeignKey, Integer, MetaData, String, bindparam, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -34,17 +51,26 @@ class ProductRow(Base):
     price_units: Mapped[int] = mapped_column(BigInteger)
     price_nanos: Mapped[int] = mapped_column(Integer)
     available: Mapped[int] = mapped_column(BigInteger)
+    # The books, kept with every change of stock: initial stock plus every restock, and
+    # the units of this product's reservations waiting for their order, held for live
+    # orders, and shipped. available + awaiting + held = received - shipped.
+    received: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    awaiting: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    held: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    shipped: Mapped[int] = mapped_column(BigInteger, server_default="0")
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class ReservationRow(Base):
     __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_status_expire_time", "status", "expire_time"),)
 
     reservation_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expire_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ReservationLineRow(Base):
@@ -54,16 +80,28 @@ class ReservationLineRow(Base):
         ForeignKey("reservations.reservation_id"), primary_key=True
     )
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
-    product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"), index=True)
     quantity: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     unit_price_units: Mapped[int] = mapped_column(BigInteger)
     unit_price_nanos: Mapped[int] = mapped_column(Integer)
 
 
+class StreamCursorRow(Base):
+    """How far Inventory has applied the order event stream."""
+
+    __tablename__ = "stream_cursors"
+
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
+
+
 PRODUCTS = ProductRow.__table__
 RESERVATIONS = ReservationRow.__table__
 LINES = ReservationLineRow.__table__
+CURSORS = StreamCursorRow.__table__
+ORDER_EVENTS = "order_events"
+LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS).with_for_update()
 PRODUCT_BY_ID = select(PRODUCTS).where(PRODUCTS.c.product_id == bindparam("product_id"))
 RESERVATION_BY_ID = select(RESERVATIONS).where(RESERVATIONS.c.reservation_id == bindparam("reservation_id"))
 # Built once: a statement object caches its own compiled form's key, which
@@ -73,8 +111,19 @@ INSERT_LINES = insert(LINES)
 TAKE_STOCK = (
     update(PRODUCTS)
     .where(PRODUCTS.c.product_id == bindparam("p_product_id"), PRODUCTS.c.available >= bindparam("p_quantity"))
-    .values(available=PRODUCTS.c.available - bindparam("p_quantity"), update_time=bindparam("p_now"))
+    .values(
+        available=PRODUCTS.c.available - bindparam("p_quantity"),
+        awaiting=PRODUCTS.c.awaiting + bindparam("p_quantity"),
+        update_time=bindparam("p_now"),
+    )
 )
+# The column of the books that counts a reservation's units in each status.
+_BOOK_COLUMN = {
+    domain.ReservationStatus.RESERVED: "awaiting",
+    domain.ReservationStatus.HELD: "held",
+    domain.ReservationStatus.SHIPPED: "shipped",
+    domain.ReservationStatus.RELEASED: "available",
+}
 LINES_OF = (
     select(LINES).where(LINES.c.reservation_id == bindparam("reservation_id")).order_by(LINES.c.line_no)
 )
@@ -110,6 +159,7 @@ class InventoryStore:
                     price_units=units,
                     price_nanos=nanos,
                     available=product.available,
+                    received=product.available,
                     create_time=now,
                     update_time=now,
                 )
@@ -138,19 +188,37 @@ class InventoryStore:
             connection.execute(
                 update(PRODUCTS)
                 .where(PRODUCTS.c.product_id == product_id)
-                .values(available=PRODUCTS.c.available + quantity, update_time=utcnow())
+                .values(
+                    available=PRODUCTS.c.available + quantity,
+                    received=PRODUCTS.c.received + quantity,
+                    update_time=utcnow(),
+                )
             )
             return _product(connection, product_id)
 
         return await self._db.transaction(work)
 
-    async def reserve(self, reservation_id: str, lines: list[domain.ReservationLine]) -> domain.Reservation:
+    async def reserve(
+        self, reservation_id: str, lines: list[domain.ReservationLine], wait: dt.timedelta
+    ) -> domain.Reservation:
+        """Takes the stock of lines for reservation_id, to wait for its order for wait."""
+
         def work(connection: Connection) -> domain.Reservation:
-            existing = _reservation(connection, reservation_id)
-            if existing is not None:
-                domain.check_reservation_repeat(existing, lines)
-                return existing
-            return _take_stock(connection, reservation_id, lines)
+            existing = _reservation(connection, reservation_id, for_update=True)
+            if existing is None:
+                return _take_stock(connection, reservation_id, lines, wait)
+            domain.check_reservation_repeat(existing, lines)
+            if existing.status is domain.ReservationStatus.RESERVED:
+                # The order is being placed again (a repeat of its request): it gets the
+                # whole wait again. Settling re-checks expire_time under the same row lock.
+                expire_time = utcnow() + wait
+                connection.execute(
+                    update(RESERVATIONS)
+                    .where(RESERVATIONS.c.reservation_id == reservation_id)
+                    .values(expire_time=expire_time)
+                )
+                return replace(existing, expire_time=expire_time)
+            return existing
 
         try:
             return await self._db.transaction(work)
@@ -178,21 +246,130 @@ class InventoryStore:
                         update_time=now,
                     )
                 )
-            elif existing.status is domain.ReservationStatus.RESERVED:
-                for line in sorted(existing.lines, key=lambda line: line.product_id):
-                    connection.execute(
-                        update(PRODUCTS)
-                        .where(PRODUCTS.c.product_id == line.product_id)
-                        .values(available=PRODUCTS.c.available + line.quantity, update_time=now)
-                    )
-                connection.execute(
-                    update(RESERVATIONS)
-                    .where(RESERVATIONS.c.reservation_id == reservation_id)
-                    .values(status=domain.ReservationStatus.RELEASED.value, update_time=now)
-                )
+            else:
+                _move(connection, existing, domain.ReservationStatus.RELEASED, now)
             return _reservation(connection, reservation_id)
 
+        try:
+            return await self._db.transaction(work)
+        except IntegrityError:
+            # A ReserveStock of the same id committed while this waited on the key
+            # (PostgreSQL): release what it reserved.
+            return await self._db.transaction(work)
+
+    async def cursor(self) -> int:
+        """The sequence of the last order event applied."""
+        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS)
+        return await self._db.read(lambda connection: connection.scalar(query) or 0)
+
+    async def apply_order_event(self, sequence: int, order_id: str, order_status: str) -> domain.Reservation | None:
+        """Moves the order's reservation as its new status says, and the cursor past the
+        event, in one transaction. Returns the reservation when the event found it
+        already given back although the order lives on (see expire()); else None."""
+
+        def work(connection: Connection) -> domain.Reservation | None:
+            last = connection.scalar(LOCK_CURSOR)
+            if last is None:
+                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS, last_sequence=0))
+                last = 0
+            if sequence <= last:
+                return None  # applied before
+            connection.execute(
+                update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=sequence)
+            )
+            return _follow_order(connection, order_id, order_status)
+
         return await self._db.transaction(work)
+
+    async def expired(self, now: dt.datetime, limit: int) -> list[str]:
+        """Ids of reservations still waiting for their order past their expire_time."""
+        query = (
+            select(RESERVATIONS.c.reservation_id)
+            .where(RESERVATIONS.c.status == domain.ReservationStatus.RESERVED.value, RESERVATIONS.c.expire_time < now)
+            .order_by(RESERVATIONS.c.expire_time)
+            .limit(limit)
+        )
+        return await self._db.read(lambda connection: list(connection.scalars(query)))
+
+    async def settle(self, reservation_id: str, order_status: str | None, grace: dt.timedelta) -> None:
+        """Settles an expired reservation by what became of its order: none (it can no
+        longer be stored, so the stock goes back), or its status. A reservation renewed
+        meanwhile (a repeated ReserveStock) is left alone."""
+
+        def work(connection: Connection) -> None:
+            if order_status is None:
+                existing = _reservation(connection, reservation_id, for_update=True)
+                now = utcnow()
+                if (
+                    existing is not None
+                    and existing.status is domain.ReservationStatus.RESERVED
+                    and existing.expire_time + grace < now
+                ):
+                    _move(connection, existing, domain.ReservationStatus.RELEASED, now)
+            else:
+                _follow_order(connection, reservation_id, order_status)
+
+        await self._db.transaction(work)
+
+    async def books(self) -> list[domain.StockBook]:
+        """Every product's books."""
+        query = select(PRODUCTS).order_by(PRODUCTS.c.product_id)
+        return await self._db.read(lambda connection: [_book_from(row) for row in connection.execute(query)])
+
+    async def book(self, product_id: str) -> domain.StockBook:
+        return await self._db.read(lambda connection: _book_from(_product_row(connection, product_id)))
+
+    async def reservations(self) -> list[domain.Reservation]:
+        """Every reservation, for the books check (python -m inventory.reconcile)."""
+
+        def work(connection: Connection) -> list[domain.Reservation]:
+            lines: dict[str, list[domain.ReservationLine]] = {}
+            for row in connection.execute(select(LINES).order_by(LINES.c.reservation_id, LINES.c.line_no)):
+                lines.setdefault(row.reservation_id, []).append(_line_from(row))
+            return [
+                _reservation_from(row, tuple(lines.get(row.reservation_id, ())))
+                for row in connection.execute(select(RESERVATIONS).order_by(RESERVATIONS.c.reservation_id))
+            ]
+
+        return await self._db.read(work)
+
+
+def _follow_order(connection: Connection, order_id: str, order_status: str) -> domain.Reservation | None:
+    """Moves order_id's reservation as its order's status says; returns it when it had
+    been given back although the order still needs its stock."""
+    existing = _reservation(connection, order_id, for_update=True)
+    if existing is None:
+        return None
+    target = domain.status_for_order(existing.status, order_status)
+    if target is not None:
+        _move(connection, existing, target, utcnow())
+    elif existing.status is domain.ReservationStatus.RELEASED and order_status != "CANCELLED":
+        return existing
+    return None
+
+
+def _move(connection: Connection, reservation: domain.Reservation, target: domain.ReservationStatus, now) -> None:
+    """Sets a reservation's status and moves its units in the books from the old status's
+    column to the new one's (giving it back puts its stock on the shelf), once."""
+    if reservation.status is target:
+        return
+    if reservation.status is not domain.ReservationStatus.RELEASED:  # a released one's units are on the shelf already
+        source, destination = _BOOK_COLUMN[reservation.status], _BOOK_COLUMN[target]
+        for line in sorted(reservation.lines, key=lambda line: line.product_id):
+            connection.execute(
+                update(PRODUCTS)
+                .where(PRODUCTS.c.product_id == line.product_id)
+                .values({
+                    source: PRODUCTS.c[source] - line.quantity,
+                    destination: PRODUCTS.c[destination] + line.quantity,
+                    "update_time": now,
+                })
+            )
+    connection.execute(
+        update(RESERVATIONS)
+        .where(RESERVATIONS.c.reservation_id == reservation.reservation_id)
+        .values(status=target.value, update_time=now)
+    )
 
 
 class _StockChanged(FailedPrecondition):
@@ -202,12 +379,20 @@ class _StockChanged(FailedPrecondition):
         super().__init__("stock changed while it was being reserved; try again", reason="STOCK_CHANGED")
 
 
-def _product(connection: Connection, product_id: str, for_update: bool = False) -> domain.Product:
+def _product_row(connection: Connection, product_id: str, for_update: bool = False):
     query = PRODUCT_BY_ID.with_for_update() if for_update else PRODUCT_BY_ID
     row = connection.execute(query, {"product_id": product_id}).first()
     if row is None:
         raise NotFound("product", product_id)
-    return _product_from(row)
+    return row
+
+
+def _product(connection: Connection, product_id: str, for_update: bool = False) -> domain.Product:
+    return _product_from(_product_row(connection, product_id, for_update))
+
+
+def _book_from(row) -> domain.StockBook:
+    return domain.StockBook(row.product_id, row.available, row.held, row.awaiting, row.shipped, row.received)
 
 
 def _reservation(connection: Connection, reservation_id: str, for_update: bool = False) -> domain.Reservation | None:
@@ -216,22 +401,31 @@ def _reservation(connection: Connection, reservation_id: str, for_update: bool =
     if row is None:
         return None
     lines = tuple(_line_from(line) for line in connection.execute(LINES_OF, {"reservation_id": reservation_id}))
+    return _reservation_from(row, lines)
+
+
+def _reservation_from(row, lines: tuple[domain.ReservationLine, ...]) -> domain.Reservation:
     return domain.Reservation(
-        row.reservation_id, lines, domain.ReservationStatus(row.status), row.create_time, row.update_time
+        row.reservation_id, lines, domain.ReservationStatus(row.status), row.create_time, row.update_time,
+        row.expire_time,
     )
 
 
 def _take_stock(
-    connection: Connection, reservation_id: str, lines: list[domain.ReservationLine]
+    connection: Connection, reservation_id: str, lines: list[domain.ReservationLine], wait: dt.timedelta
 ) -> domain.Reservation:
     now = utcnow()
+    expire_time = now + wait
     # Claim the id first: a concurrent repeat of this reservation now waits on
     # the primary key (PostgreSQL) until this transaction ends, then fails with
     # IntegrityError and answers as a repeat, without touching any stock.
     status = domain.ReservationStatus.RESERVED
     connection.execute(
         INSERT_RESERVATION,
-        {"reservation_id": reservation_id, "status": status.value, "create_time": now, "update_time": now},
+        {
+            "reservation_id": reservation_id, "status": status.value, "create_time": now, "update_time": now,
+            "expire_time": expire_time,
+        },
     )
 
     requested = {line.product_id: line.quantity for line in lines}
@@ -275,4 +469,4 @@ def _take_stock(
             for i, line in enumerate(reserved)
         ],
     )
-    return domain.Reservation(reservation_id, reserved, status, now, now)
+    return domain.Reservation(reservation_id, reserved, status, now, now, expire_time)

@@ -120,7 +120,8 @@ class NewOrder:
 
     def fingerprint(self) -> str:
         """What a repeat of the same request_id must ask for again."""
-        payload = [self.customer_email, [(i.product_id, i.quantity) for i in self.items]]
+        # the items in any order are the same request (Inventory compares them so too)
+        payload = [self.customer_email, sorted((i.product_id, i.quantity) for i in self.items)]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 

@@ -1,5 +1,9 @@
-"""The Inventory service as Orders sees it: reserve and release stock through
-Envoy's mesh listener. Envoy, not this code, retries and times out."""
+"""The Inventory service as Orders sees it: reserve stock through Envoy's mesh
+listener. Envoy, not this code, retries and times out. (Stock comes back without a
+call: Inventory follows the order events.)"""
+
+import datetime as dt
+from dataclasses import dataclass
 
 import grpc
 
@@ -10,11 +14,19 @@ from orders import domain
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 
+@dataclass(frozen=True)
+class Reserved:
+    """Stock taken for an order: the priced lines, and until when the order may be stored."""
+
+    lines: list[domain.OrderLine]
+    expire_time: dt.datetime
+
+
 class InventoryClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = inventory_pb2_grpc.InventoryServiceStub(channel)
 
-    async def reserve(self, reservation_id: str, items: tuple[domain.ItemRequest, ...]) -> list[domain.OrderLine]:
+    async def reserve(self, reservation_id: str, items: tuple[domain.ItemRequest, ...]) -> Reserved:
         request = inventory_pb2.ReserveStockRequest(
             reservation_id=reservation_id,
             items=[inventory_pb2.ReservationItem(product_id=i.product_id, quantity=i.quantity) for i in items],
@@ -23,15 +35,10 @@ class InventoryClient:
             reservation = await self._stub.ReserveStock(request, metadata=outgoing_metadata())
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error, "inventory") from None
-        return [
-            domain.OrderLine(item.product_id, item.quantity, money_from_proto(item.unit_price))
-            for item in reservation.items
-        ]
-
-    async def release(self, reservation_id: str) -> None:
-        try:
-            await self._stub.ReleaseStock(
-                inventory_pb2.ReleaseStockRequest(reservation_id=reservation_id), metadata=outgoing_metadata()
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error, "inventory") from None
+        return Reserved(
+            [
+                domain.OrderLine(item.product_id, item.quantity, money_from_proto(item.unit_price))
+                for item in reservation.items
+            ],
+            reservation.expire_time.ToDatetime(dt.UTC),
+        )

@@ -7,6 +7,7 @@ import grpc
 from meshkit import config, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
+from orders import faults
 from orders.api import OrderServicer
 from orders.feed import ChangeFeed
 from orders.inventory_client import InventoryClient
@@ -33,7 +34,7 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     store = OrderStore(db)
     feed = ChangeFeed(store)
     channel = grpc.aio.insecure_channel(mesh)
-    workflow = OrderWorkflow(store, InventoryClient(channel), on_change=feed.wake)
+    workflow = OrderWorkflow(store, faults.inventory_from_env(env, InventoryClient(channel)), on_change=feed.wake)
     servicer = OrderServicer(workflow, store, feed)
     app = create_server(
         listen,

@@ -9,6 +9,7 @@ gap-free and makes commit order equal sequence order, on SQLite and PostgreSQL.
 import datetime as dt
 import json
 
+from psycopg.errors import LockNotAvailable
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -26,12 +27,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from meshkit import telemetry
-from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime
-from meshkit.errors import NotFound
+from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime, utcnow
+from meshkit.errors import NotFound, Unavailable
 from meshkit.money import NANOS_PER_UNIT, Money
 from orders import domain
 
@@ -180,6 +181,21 @@ def _one_order(connection: Connection, order_id: str, for_update: bool = False) 
     return found[0]
 
 
+class ReservationExpired(Unavailable):
+    def __init__(self) -> None:
+        super().__init__(
+            "the order could not be stored before its stock reservation ran out; send the same request again",
+            reason="RESERVATION_EXPIRED",
+        )
+
+
+def _milliseconds_until(deadline: dt.datetime) -> int:
+    left = int((deadline - utcnow()).total_seconds() * 1000)
+    if left <= 0:
+        raise ReservationExpired()
+    return left
+
+
 class RequestConflict(Exception):
     """Another order already carries this request_id."""
 
@@ -203,11 +219,17 @@ class OrderStore:
 
         return await self._db.read(work)
 
-    async def create(self, order: domain.Order, request_id: str, fingerprint: str) -> domain.Order:
-        """Stores a new order and its CREATED event. RequestConflict if a
+    async def create(
+        self, order: domain.Order, request_id: str, fingerprint: str, deadline: dt.datetime
+    ) -> domain.Order:
+        """Stores a new order and its CREATED event, committing only before deadline
+        (its stock reservation's expire_time; Unavailable after it). RequestConflict if a
         concurrent request with the same request_id stored its order first."""
 
         def work(connection: Connection) -> domain.Order:
+            if not self._db.is_sqlite:
+                # no lock (the event counter's, an order row's) is waited for past the deadline
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {_milliseconds_until(deadline)}")
             units, nanos = order.total.units_and_nanos
             connection.execute(
                 INSERT_ORDER,
@@ -240,10 +262,18 @@ class OrderStore:
                 ],
             )
             _append_event(connection, domain.EventType.CREATED, order, None)
+            # The last moment before the commit: past the deadline Inventory may give the
+            # stock back, so the order must not be stored (the commit itself takes
+            # milliseconds; Inventory waits a grace of seconds more).
+            _milliseconds_until(deadline)
             return order
 
         try:
             return await self._db.transaction(work)
+        except OperationalError as error:
+            if isinstance(error.orig, LockNotAvailable):
+                raise ReservationExpired() from None
+            raise
         except IntegrityError:
             found = await self.find_by_request(request_id) if request_id else None
             if found is None:

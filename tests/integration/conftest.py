@@ -1,11 +1,13 @@
 """Each service in-process on a free port with its own SQLite database."""
 
+import asyncio
 from dataclasses import dataclass
 
 import grpc
 import pytest
 from google.type import money_pb2
 
+from devmesh.ports import free_ports
 from devmesh.smtp_sink import SmtpSink
 from inventory.main import create_app as create_inventory
 from notifications.main import create_app as create_notifications
@@ -29,7 +31,10 @@ class Running:
 async def _start(create_app, env: dict, stub_class):
     app = await create_app(env)
     await app.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    # A connection of its own: gRPC shares connections per address within a process, and
+    # a service in this process may have tried this address before it listened (Inventory
+    # following the Order service), leaving a shared one waiting out its back-off.
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=[("grpc.use_local_subchannel_pool", 1)])
     return Running(app, channel, stub_class(channel))
 
 
@@ -38,18 +43,33 @@ async def _stop(running: Running) -> None:
     await running.app.stop(0)
 
 
+# Reservations wait a second for their order here (five minutes by default), so that
+# tests can watch an orphan's stock come back.
+RESERVATION_TTL_SECONDS = "1"
+
+
 @pytest.fixture
-async def inventory(service_env):
-    env = {**service_env, "INVENTORY_LISTEN": "127.0.0.1:0"}
+def orders_address() -> str:
+    """Where the Order service will listen: Inventory follows its order events from there."""
+    return f"127.0.0.1:{free_ports(1)[0]}"
+
+
+@pytest.fixture
+async def inventory(service_env, orders_address):
+    # No Envoy at this level: Inventory follows the Order service directly (once it is up).
+    env = {
+        **service_env, "INVENTORY_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": orders_address,
+        "INVENTORY_RESERVATION_TTL_SECONDS": RESERVATION_TTL_SECONDS,
+    }
     running = await _start(create_inventory, env, inventory_pb2_grpc.InventoryServiceStub)
     yield running
     await _stop(running)
 
 
 @pytest.fixture
-async def orders(service_env, inventory):
+async def orders(service_env, inventory, orders_address):
     # No Envoy at this level: Orders reaches Inventory directly.
-    env = {**service_env, "ORDERS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": inventory.address}
+    env = {**service_env, "ORDERS_LISTEN": orders_address, "MESH_ADDRESS": inventory.address}
     running = await _start(create_orders, env, orders_pb2_grpc.OrderServiceStub)
     yield running
     await _stop(running)
@@ -76,6 +96,16 @@ async def notifications(service_env, orders, smtp):
     running = await _start(create_notifications, env, notifications_pb2_grpc.NotificationServiceStub)
     yield running
     await _stop(running)
+
+
+async def eventually(check, timeout: float = 15.0):
+    """Polls an async check until it returns something truthy; returns its last result."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.05)
 
 
 async def all_pages(list_call, request_for_token, items: str) -> list:

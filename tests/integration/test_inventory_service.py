@@ -31,6 +31,10 @@ async def available(inventory, product_id: str) -> int:
     return (await inventory.stub.CheckStock(pb.CheckStockRequest(product_id=product_id))).available
 
 
+async def stock_is(inventory, product_id: str, units: int) -> bool:
+    return await available(inventory, product_id) == units
+
+
 async def test_create_get_and_duplicate(inventory):
     created = await inventory.stub.CreateProduct(product("W-1", 10, units=9, nanos=990_000_000))
     assert created.price.units == 9 and created.price.nanos == 990_000_000
@@ -92,6 +96,10 @@ async def test_reserve_returns_prices_and_is_idempotent(inventory):
         ("B", 1, 1, 0),
     ]
     again = await inventory.stub.ReserveStock(reserve("r-1", A=3, B=1))
+    # the same reservation, waiting for its order anew from the repeat on
+    assert again.expire_time.ToDatetime() >= first.expire_time.ToDatetime()
+    again.ClearField("expire_time")
+    first.ClearField("expire_time")
     assert again == first
     assert await available(inventory, "A") == 7
     with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -102,6 +110,8 @@ async def test_reserve_returns_prices_and_is_idempotent(inventory):
 async def test_concurrent_repeats_take_stock_once(inventory):
     await inventory.stub.CreateProduct(product("A", 10))
     results = await asyncio.gather(*(inventory.stub.ReserveStock(reserve("r-1", A=2)) for _ in range(10)))
+    for result in results:
+        result.ClearField("expire_time")  # each repeat renews the wait for the order
     assert len({r.SerializeToString() for r in results}) == 1
     assert await available(inventory, "A") == 8
 

@@ -15,7 +15,7 @@ from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.integration.conftest import product
+from tests.integration.conftest import eventually, product
 from tests.integration.test_orders_service import create
 
 Status = npb.Notification.Status
@@ -30,16 +30,6 @@ async def stocked(inventory):
 async def listed(notifications, **filters) -> list:
     reply = await notifications.stub.ListNotifications(npb.ListNotificationsRequest(page_size=1000, **filters))
     return list(reply.notifications)
-
-
-async def eventually(check, timeout: float = 10.0):
-    """Polls an async check until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.05)
 
 
 async def test_every_status_change_is_emailed(orders, stocked, notifications, smtp):

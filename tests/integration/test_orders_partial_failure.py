@@ -11,8 +11,8 @@ from orders.storage import OrderEventRow, OrderRow, OrderStore
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import database_url
-from tests.integration.conftest import product
-from tests.integration.test_inventory_service import available
+from tests.integration.conftest import eventually, product
+from tests.integration.test_inventory_service import available, stock_is
 from tests.integration.test_orders_service import create
 
 
@@ -26,10 +26,12 @@ def row_counts(env: dict) -> tuple[int, int]:
     return counts
 
 
-async def test_an_order_that_cannot_be_stored_gives_its_stock_back(orders, inventory, monkeypatch):
+async def test_an_order_that_cannot_be_stored_gives_its_stock_back_when_its_reservation_expires(
+    orders, inventory, monkeypatch
+):
     await inventory.stub.CreateProduct(product("A", 5))
 
-    async def broken_create(self, order, request_id, fingerprint):
+    async def broken_create(self, order, request_id, fingerprint, deadline):
         raise RuntimeError("the orders database refused the write")
 
     monkeypatch.setattr(OrderStore, "create", broken_create)
@@ -37,7 +39,9 @@ async def test_an_order_that_cannot_be_stored_gives_its_stock_back(orders, inven
         await orders.stub.CreateOrder(create(A=3))
     assert raised.value.code() == grpc.StatusCode.INTERNAL
     assert "refused the write" not in raised.value.details()  # internals stay in the log
-    assert await available(inventory, "A") == 5
+    # held until the reservation expires (1 s here) and Inventory finds no order for it
+    assert await available(inventory, "A") == 2
+    assert await eventually(lambda: stock_is(inventory, "A", 5))
 
 
 async def test_an_inventory_error_leaves_no_order_and_no_event(orders, inventory, service_env):
@@ -58,7 +62,9 @@ async def test_concurrent_cancels_give_the_stock_back_once(orders, inventory):
     )
     assert sum(isinstance(r, pb.Order) for r in results) == 1
     assert {r.code() for r in results if not isinstance(r, pb.Order)} == {grpc.StatusCode.FAILED_PRECONDITION}
-    assert await available(inventory, "A") == 5
+    assert await eventually(lambda: stock_is(inventory, "A", 5))
+    await asyncio.sleep(1)
+    assert await available(inventory, "A") == 5  # once
 
 
 async def test_events_stay_gap_free_with_two_order_processes_on_one_database(orders, inventory, service_env):

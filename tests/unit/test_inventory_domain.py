@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from inventory import domain
-from inventory.domain import Product, Reservation, ReservationLine, ReservationStatus
+from inventory.domain import Product, Reservation, ReservationLine, ReservationStatus, StockBook, status_for_order
 from meshkit.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from meshkit.money import Money
 
@@ -76,3 +76,62 @@ def test_restock_cannot_exceed_the_stock_limit():
     domain.check_restock_fits(product, 1)
     with pytest.raises(FailedPrecondition):
         domain.check_restock_fits(product, 2)
+
+
+@pytest.mark.parametrize(
+    "current, order_status, after",
+    [
+        (ReservationStatus.RESERVED, "PENDING", ReservationStatus.HELD),
+        (ReservationStatus.RESERVED, "CANCELLED", ReservationStatus.RELEASED),
+        (ReservationStatus.RESERVED, "SHIPPED", ReservationStatus.SHIPPED),
+        (ReservationStatus.HELD, "CONFIRMED", None),
+        (ReservationStatus.HELD, "SHIPPED", ReservationStatus.SHIPPED),
+        (ReservationStatus.HELD, "CANCELLED", ReservationStatus.RELEASED),
+        # one way only: an event applied again, or late, changes nothing
+        (ReservationStatus.SHIPPED, "CANCELLED", None),
+        (ReservationStatus.RELEASED, "CANCELLED", None),
+        (ReservationStatus.RELEASED, "PENDING", None),
+        (ReservationStatus.SHIPPED, "PENDING", None),
+    ],
+)
+def test_a_reservation_follows_its_order(current, order_status, after):
+    assert status_for_order(current, order_status) is after
+
+
+def test_the_books_balance_when_nothing_was_created_or_lost():
+    assert StockBook("P", available=5, held=3, awaiting_order=1, shipped=2, received=11).balances
+    assert not StockBook("P", available=6, held=3, awaiting_order=1, shipped=2, received=11).balances
+
+
+def reservation_of(rid: str, status: ReservationStatus, expire_in: float = 60, **items: int) -> Reservation:
+    now = dt.datetime.now(dt.UTC)
+    lines = tuple(ReservationLine(p, q) for p, q in items.items())
+    return Reservation(rid, lines, status, now, now, now + dt.timedelta(seconds=expire_in))
+
+
+def test_the_books_check_names_every_difference():
+    now = dt.datetime.now(dt.UTC)
+    orders = {
+        "live": domain.OrderView("live", "CONFIRMED", {"P": 1}),
+        "cancelled": domain.OrderView("cancelled", "CANCELLED", {"P": 2}),
+        "lost": domain.OrderView("lost", "PENDING", {"P": 1}),
+    }
+    reservations = [
+        reservation_of("live", ReservationStatus.HELD, P=1),
+        reservation_of("cancelled", ReservationStatus.HELD, P=2),  # stock never came back
+        reservation_of("orphan", ReservationStatus.RESERVED, expire_in=-30, P=4),  # never settled
+        reservation_of("young", ReservationStatus.RESERVED, expire_in=60, P=1),  # still waiting: fine
+        reservation_of("ghost", ReservationStatus.SHIPPED, P=1),  # shipped for no order
+    ]
+    found = domain.differences(orders, reservations, [StockBook("P", 2, 3, 5, 1, 10)], settled_by=now)
+    assert len(found) == 5, found
+    assert any("cancelled is HELD" in f for f in found) and any("orphan still waits" in f for f in found)
+    assert any("ghost is SHIPPED" in f for f in found) and any("order lost" in f for f in found)
+    assert any(f.startswith("product P") for f in found)
+
+
+def test_balanced_books_have_no_difference():
+    now = dt.datetime.now(dt.UTC)
+    orders = {"o": domain.OrderView("o", "SHIPPED", {"P": 2})}
+    reservations = [reservation_of("o", ReservationStatus.SHIPPED, P=2), reservation_of("gone", ReservationStatus.RELEASED, P=1)]
+    assert domain.differences(orders, reservations, [StockBook("P", 8, 0, 0, 2, 10)], settled_by=now) == []

@@ -72,14 +72,18 @@ class CheckStockRequest(_message.Message):
     def __init__(self, product_id: _Optional[str] = ...) -> None: ...
 
 class CheckStockResponse(_message.Message):
-    __slots__ = ("product_id", "available", "in_stock")
+    __slots__ = ("product_id", "available", "in_stock", "reserved", "awaiting_order")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     IN_STOCK_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_ORDER_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     available: int
     in_stock: bool
-    def __init__(self, product_id: _Optional[str] = ..., available: _Optional[int] = ..., in_stock: _Optional[bool] = ...) -> None: ...
+    reserved: int
+    awaiting_order: int
+    def __init__(self, product_id: _Optional[str] = ..., available: _Optional[int] = ..., in_stock: _Optional[bool] = ..., reserved: _Optional[int] = ..., awaiting_order: _Optional[int] = ...) -> None: ...
 
 class ReserveStockRequest(_message.Message):
     __slots__ = ("reservation_id", "items")
@@ -100,26 +104,32 @@ class ReservationItem(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class Reservation(_message.Message):
-    __slots__ = ("reservation_id", "items", "status", "create_time", "update_time")
+    __slots__ = ("reservation_id", "items", "status", "create_time", "update_time", "expire_time")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Reservation.Status]
         STATUS_RESERVED: _ClassVar[Reservation.Status]
         STATUS_RELEASED: _ClassVar[Reservation.Status]
+        STATUS_HELD: _ClassVar[Reservation.Status]
+        STATUS_SHIPPED: _ClassVar[Reservation.Status]
     STATUS_UNSPECIFIED: Reservation.Status
     STATUS_RESERVED: Reservation.Status
     STATUS_RELEASED: Reservation.Status
+    STATUS_HELD: Reservation.Status
+    STATUS_SHIPPED: Reservation.Status
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     items: _containers.RepeatedCompositeFieldContainer[ReservationItem]
     status: Reservation.Status
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, reservation_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ReservationItem, _Mapping]]] = ..., status: _Optional[_Union[Reservation.Status, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, reservation_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ReservationItem, _Mapping]]] = ..., status: _Optional[_Union[Reservation.Status, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReleaseStockRequest(_message.Message):
     __slots__ = ("reservation_id",)

@@ -116,7 +116,8 @@ class InventoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckStock(self, request, context):
-        """Tells how many units of a product are free to reserve.
+        """Tells how many units of a product are free to reserve, held for live orders,
+        and reserved for orders not yet seen.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,6 +130,11 @@ class InventoryServiceServicer:
         with other items is ALREADY_EXISTS, and reserving an id that was released is
         FAILED_PRECONDITION. Unknown products are NOT_FOUND; products short of stock
         are FAILED_PRECONDITION with a google.rpc.PreconditionFailure naming each one.
+
+        The reservation waits for its order until expire_time: Inventory follows the
+        order event stream, holds the stock once the order's CREATED event arrives,
+        and gives back the stock of a reservation whose order never appeared. The
+        Order service stores an order only before its reservation's expire_time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,7 +143,8 @@ class InventoryServiceServicer:
     def ReleaseStock(self, request, context):
         """Internal. Puts a reservation's stock back. Idempotent: releasing a released
         reservation changes nothing. Releasing an id that was never reserved records
-        it as released, so a late ReserveStock for it takes no stock.
+        it as released, so a late ReserveStock for it takes no stock. Orders do not
+        call it: a cancelled order's stock comes back from its event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

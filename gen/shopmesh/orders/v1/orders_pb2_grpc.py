@@ -136,8 +136,10 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Cancels a PENDING or CONFIRMED order and puts its reserved stock back.
-        FAILED_PRECONDITION from any other status.
+        """Cancels a PENDING or CONFIRMED order. FAILED_PRECONDITION from any other
+        status. The cancellation is stored first; the Inventory service, which follows
+        the order events, then puts the order's stock back, once. So a cancel
+        succeeds even while Inventory is down, and its stock returns when it is back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
