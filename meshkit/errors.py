@@ -40,7 +40,7 @@ class InvalidArgument(DomainError):
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, violations: list[FieldViolation]) -> None:
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+        super().__init__("; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in violations))
         self.violations = violations
 
 
@@ -88,9 +88,15 @@ class Unavailable(DomainError):
     reason = "UPSTREAM_UNAVAILABLE"
 
 
+# The most violations one error names: each travels in the response's trailers, and a
+# request of 10,000 bad items would make trailers larger than HTTP/2 lets a peer accept.
+MAX_VIOLATIONS = 20
+
+
 @dataclass
 class Validator:
-    """Collects every field violation of a request, so that one error names them all."""
+    """Collects the field violations of a request, so that one error names them all (the
+    first MAX_VIOLATIONS of them, and how many more there are)."""
 
     violations: list[FieldViolation] = field(default_factory=list)
 
@@ -103,5 +109,8 @@ class Validator:
         self.violations.append(FieldViolation(field_name, description))
 
     def raise_if_any(self) -> None:
+        if len(self.violations) > MAX_VIOLATIONS:
+            more = len(self.violations) - MAX_VIOLATIONS
+            raise InvalidArgument([*self.violations[:MAX_VIOLATIONS], FieldViolation("", f"and {more} more")])
         if self.violations:
             raise InvalidArgument(self.violations)

@@ -13,6 +13,7 @@ import time
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import metrics
@@ -149,19 +150,45 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request, context):
                 async with self._call(context, method):
-                    return await inner(request, context)
+                    return await inner(_decoded(request, method), context)
 
-            return handler._replace(unary_unary=unary_unary)
+            return handler._replace(unary_unary=unary_unary, request_deserializer=_lenient(handler.request_deserializer))
         if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request, context):
                 async with self._call(context, method):
-                    async for response in inner_stream(request, context):
+                    async for response in inner_stream(_decoded(request, method), context):
                         yield response
 
-            return handler._replace(unary_stream=unary_stream)
+            return handler._replace(unary_stream=unary_stream, request_deserializer=_lenient(handler.request_deserializer))
         return handler
+
+
+class _Undecodable:
+    """A request whose bytes are no message of its type (grpc would answer UNKNOWN with
+    the parser's own words)."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _lenient(deserialize):
+    def lenient(data: bytes):
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return _UNDECODABLE
+
+    return lenient
+
+
+def _decoded(request, method: str):
+    """The request, or INVALID_ARGUMENT (inside the call, so it is logged and mapped like
+    any other) when its bytes could not be parsed."""
+    if request is _UNDECODABLE:
+        raise errors.InvalidArgument([errors.FieldViolation("", f"the request is not a valid message for {method}")])
+    return request
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError, peer: str) -> errors.DomainError:

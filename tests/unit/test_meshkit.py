@@ -82,3 +82,14 @@ def test_bad_configuration_fails_with_one_line():
         config.database_url({"DB": "mysql://x"}, "DB", "x.db")
     assert config.address({}, "X", "127.0.0.1:1") == "127.0.0.1:1"
 
+
+
+def test_a_request_with_thousands_of_bad_fields_gets_a_bounded_error():
+    v = errors.Validator()
+    for i in range(10_000):
+        v.add(f"items[{i}].product_id", "WIDGET-1 is listed twice")
+    with pytest.raises(errors.InvalidArgument) as raised:
+        v.raise_if_any()
+    assert len(raised.value.violations) == errors.MAX_VIOLATIONS + 1
+    assert raised.value.violations[-1].description == f"and {10_000 - errors.MAX_VIOLATIONS} more"
+    assert len(to_status(raised.value, "test").SerializeToString()) < 4096
