@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # e.g. make bench BENCH_ARGS="--pg --duration 20"
 BENCH_ARGS ?=
 
-.PHONY: up test bench load-tools browser compose-test lint gen gen-check protodeps install clean
+.PHONY: up test bench load-tools browser compose-test soak-test lint gen gen-check protodeps install clean
 
 up: install gen/shopmesh.pb
 	$(BIN)/python -m devmesh
@@ -30,6 +30,11 @@ compose-test: install
 	$(BIN)/python -m devmesh.system_packages podman runc debootstrap iptables \
 		/usr/lib/podman/netavark=netavark /usr/lib/podman/aardvark-dns=aardvark-dns
 	$(BIN)/python -m pytest -m compose -o timeout=1500 tests/compose $(PYTEST_ARGS)
+
+# Five minutes of mixed load with restarts; the stock books must balance afterwards.
+# SHOPMESH_SOAK_SECONDS=60 make soak-test for a shorter run.
+soak-test: install gen/shopmesh.pb
+	$(BIN)/python -m pytest -m soak tests/soak $(PYTEST_ARGS)
 
 # The benchmark's load generators (its smoke test runs in `make test` too).
 load-tools: $(INSTALLED)
