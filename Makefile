@@ -34,7 +34,7 @@ compose-test: install
 # Five minutes of mixed load with restarts; the stock books must balance afterwards.
 # SHOPMESH_SOAK_SECONDS=60 make soak-test for a shorter run.
 soak-test: install gen/shopmesh.pb
-	$(BIN)/python -m pytest -m soak tests/soak $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m soak -o timeout=1200 tests/soak $(PYTEST_ARGS)
 
 # The benchmark's load generators (its smoke test runs in `make test` too).
 load-tools: $(INSTALLED)
