@@ -154,11 +154,8 @@ def render(params: EnvoyParams) -> str:
     for name in LISTENERS + UPSTREAMS:
         # without a collector the cluster is still declared (the tracer needs one) but never used
         host, port = split_address(getattr(params, name) or "127.0.0.1:4317")
-        if name in LISTENERS:
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                raise ValueError(f"{name} listener needs an IP address, got {host!r}") from None
+        if name in LISTENERS and not _is_ip(host):
+            raise ValueError(f"{name} listener needs an IP address, got {host!r}")
         # JSON strings are valid YAML scalars, so any host or path stays one value
         values[f"{name}_host"] = json.dumps(host)
         values[f"{name}_port"] = port

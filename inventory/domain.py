@@ -38,10 +38,6 @@ class ReservationStatus(enum.Enum):
     # stock back on the shelf: order cancelled, never appeared, or released on request
     RELEASED = "RELEASED"
 
-    @property
-    def holds_stock(self) -> bool:
-        return self in (ReservationStatus.RESERVED, ReservationStatus.HELD)
-
 
 # What an order's status makes of its reservation. The moves go one way only, so an
 # event applied twice, or late, changes nothing.
