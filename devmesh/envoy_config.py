@@ -64,12 +64,20 @@ ENV_VARS = MappingProxyType({
     "access_log": ("ENVOY_ACCESS_LOG",),
     "rate_limit_rps": ("ENVOY_RATE_LIMIT_RPS",),
     "rate_limit_burst": ("ENVOY_RATE_LIMIT_BURST",),
+    "client_rate_limit_rps": ("ENVOY_CLIENT_RATE_LIMIT_RPS",),
+    "client_rate_limit_burst": ("ENVOY_CLIENT_RATE_LIMIT_BURST",),
+    "xff_trusted_hops": ("ENVOY_XFF_TRUSTED_HOPS",),
     "unary_max_requests": ("ENVOY_UNARY_MAX_REQUESTS",),
     "max_pending_requests": ("ENVOY_MAX_PENDING_REQUESTS",),
     "collector": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
 })
 # Positive whole numbers of the policy that differ by deployment (and that tests shrink).
-LIMITS = ("rate_limit_rps", "rate_limit_burst", "unary_max_requests", "max_pending_requests", "jwt_max_lifetime")
+LIMITS = (
+    "rate_limit_rps", "rate_limit_burst", "client_rate_limit_rps", "client_rate_limit_burst",
+    "unary_max_requests", "max_pending_requests", "jwt_max_lifetime",
+)
+# Whole numbers that may be 0.
+COUNTS = ("xff_trusted_hops",)
 PATHS = ("descriptor_set", "tls_cert", "tls_key", "jwks_file", "jwks_ca")
 
 
@@ -94,6 +102,11 @@ class EnvoyParams:
     # public listener's token bucket: sustained requests per second, and the burst above it
     rate_limit_rps: int = 2000
     rate_limit_burst: int = 4000
+    # and each client address's own bucket within it
+    client_rate_limit_rps: int = 1000
+    client_rate_limit_burst: int = 2000
+    # proxies in front of the public listener whose X-Forwarded-For entries are believed
+    xff_trusted_hops: int = 0
     # circuit breaker of the unary clusters (inventory, notifications): requests in flight at once
     unary_max_requests: int = 5000
     # circuit breaker of every cluster: requests waiting for a connection
@@ -129,9 +142,10 @@ def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
             chosen[field.name] = Path(value)
         elif field.name == "allow_plaintext_public":
             chosen[field.name] = value.strip().lower() in TRUE_WORDS
-        elif field.name in LIMITS:
-            if not value.isdigit() or int(value) < 1:
-                raise ValueError(f"{ENV_VARS[field.name][0]}={value!r} must be a positive whole number")
+        elif field.name in LIMITS or field.name in COUNTS:
+            least = 1 if field.name in LIMITS else 0
+            if not value.isdigit() or int(value) < least:
+                raise ValueError(f"{ENV_VARS[field.name][0]}={value!r} must be a whole number of at least {least}")
             chosen[field.name] = int(value)
         else:
             chosen[field.name] = value
@@ -172,7 +186,7 @@ def render(params: EnvoyParams) -> str:
         value = getattr(params, name)
         values[name] = json.dumps(str(Path(value).resolve()) if value is not None else "/dev/null")
     values["access_log"] = json.dumps(str(params.access_log))
-    values.update({name: getattr(params, name) for name in LIMITS})
+    values.update({name: getattr(params, name) for name in LIMITS + COUNTS})
     values["trace_sampling"] = 100 if params.collector else 0
     values.update(_jwt_values(params))
     config = yaml.safe_load(Template(TEMPLATE.read_text()).substitute(values))
