@@ -315,7 +315,9 @@ class OrderStore:
         return await self._db.transaction(work)
 
     async def get_with_sequence(self, order_id: str) -> tuple[domain.Order, int]:
-        """The order and the sequence of its latest event, read together."""
+        """The order and the sequence of its latest event, from one snapshot: read apart, a
+        change committed between them would pair the old order with the new sequence, and
+        a watcher would drop that change's event as already seen."""
 
         def work(connection: Connection) -> tuple[domain.Order, int]:
             order = _one_order(connection, order_id)
@@ -324,7 +326,7 @@ class OrderStore:
             )
             return order, sequence or 0
 
-        return await self._db.read(work)
+        return await self._db.read_snapshot(work)
 
     async def last_sequence(self) -> int:
         return await self._db.read(

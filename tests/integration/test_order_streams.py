@@ -122,3 +122,38 @@ async def test_stopping_the_server_ends_open_streams_at_once(service_env, stocke
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await next_message(stream)
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+# PostgreSQL only: its READ COMMITTED took a snapshot per statement (SQLite's reads are one).
+@pytest.mark.parametrize("service_env", ["postgresql"], indirect=True)
+async def test_a_watch_opened_while_the_order_ships_ends_after_shipped(orders, stocked):
+    """Issue 14: a ship committed between the watch's reads of the order and of its latest
+    sequence paired the old order with the new sequence; the watch dropped the SHIPPED
+    event as already seen and hung (4 to 12 of 500 tries, every run, before the fix)."""
+    tries, batch = 500, 50
+    async with grpc.aio.insecure_channel(orders.address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        other = orders_pb2_grpc.OrderServiceStub(channel)  # another client moves the order
+
+        async def one() -> str | None:
+            order = await orders.stub.CreateOrder(create(A=1))
+            await other.ConfirmOrder(pb.ConfirmOrderRequest(order_id=order.order_id))
+            # the watch reads the order while the ship commits
+            watch = orders.stub.WatchOrder(pb.WatchOrderRequest(order_id=order.order_id))
+            await other.ShipOrder(pb.ShipOrderRequest(order_id=order.order_id))
+            try:
+                statuses = await asyncio.wait_for(_statuses(watch), 1.0)
+            except TimeoutError:
+                watch.cancel()
+                return f"{order.order_id}: no end within 1 s of SHIPPED"
+            if statuses[-1] != Status.ORDER_STATUS_SHIPPED:
+                return f"{order.order_id}: ended with {statuses}"
+            return None
+
+        failures = []
+        for _ in range(tries // batch):
+            failures += [f for f in await asyncio.gather(*(one() for _ in range(batch))) if f]
+    assert not failures, f"{len(failures)} of {tries} watches: {failures[:3]}"
+
+
+async def _statuses(stream) -> list[int]:
+    return [message.status async for message in stream]
