@@ -36,11 +36,13 @@ TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
 
 # Envoy binds these itself: they must be IP addresses. Upstreams may be names (strict DNS).
 LISTENERS = ("public", "public_tls", "mesh", "admin")
-UPSTREAMS = ("orders", "inventory", "notifications", "collector")
+# Each service is one address or several, comma-separated (replicas): one endpoint each.
+SERVICES = ("orders", "inventory", "notifications")
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 # Field -> environment variables, first set one wins. A service's *_LISTEN address is where
-# Envoy finds it locally; *_UPSTREAM overrides it where the two differ (compose).
+# Envoy finds it locally; *_UPSTREAM overrides it where the two differ (compose, or replicas:
+# ORDERS_UPSTREAM=127.0.0.1:50051,127.0.0.1:50061).
 ENV_VARS = MappingProxyType({
     "public": ("ENVOY_PUBLIC_LISTEN",),
     "public_tls": ("ENVOY_PUBLIC_TLS_LISTEN",),
@@ -68,13 +70,16 @@ ENV_VARS = MappingProxyType({
     "client_rate_limit_burst": ("ENVOY_CLIENT_RATE_LIMIT_BURST",),
     "xff_trusted_hops": ("ENVOY_XFF_TRUSTED_HOPS",),
     "unary_max_requests": ("ENVOY_UNARY_MAX_REQUESTS",),
+    "stream_max_requests": ("ENVOY_STREAM_MAX_REQUESTS",),
+    "connection_max_streams": ("ENVOY_CONNECTION_MAX_STREAMS",),
     "max_pending_requests": ("ENVOY_MAX_PENDING_REQUESTS",),
     "collector": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
 })
 # Positive whole numbers of the policy that differ by deployment (and that tests shrink).
 LIMITS = (
     "rate_limit_rps", "rate_limit_burst", "client_rate_limit_rps", "client_rate_limit_burst",
-    "unary_max_requests", "max_pending_requests", "jwt_max_lifetime",
+    "unary_max_requests", "stream_max_requests", "connection_max_streams", "max_pending_requests",
+    "jwt_max_lifetime",
 )
 # Whole numbers that may be 0.
 COUNTS = ("xff_trusted_hops",)
@@ -107,8 +112,12 @@ class EnvoyParams:
     client_rate_limit_burst: int = 2000
     # proxies in front of the public listener whose X-Forwarded-For entries are believed
     xff_trusted_hops: int = 0
-    # circuit breaker of the unary clusters (inventory, notifications): requests in flight at once
+    # circuit breaker of the unary clusters: requests in flight at once, per service
     unary_max_requests: int = 5000
+    # open WatchOrder, reflection and health-watch streams at once, apart from the unary calls
+    stream_max_requests: int = 10000
+    # calls open at once on one client connection to the public listener
+    connection_max_streams: int = 128
     # circuit breaker of every cluster: requests waiting for a connection
     max_pending_requests: int = 4096
     # OTLP/gRPC collector for Envoy's spans; None: tracing context is passed on, nothing sampled
@@ -165,14 +174,16 @@ def render(params: EnvoyParams) -> str:
     """The bootstrap YAML for params. Raises ValueError for a malformed address or an
     unsafe choice (plaintext on a public address, no keys to verify tokens with)."""
     values: dict[str, object] = {}
-    for name in LISTENERS + UPSTREAMS:
-        # without a collector the cluster is still declared (the tracer needs one) but never used
-        host, port = split_address(getattr(params, name) or "127.0.0.1:4317")
+    # without a collector the cluster is still declared (the tracer needs one) but never used
+    for name, address in [*((n, getattr(params, n)) for n in LISTENERS), ("collector", params.collector or "127.0.0.1:4317")]:
+        host, port = split_address(address)
         if name in LISTENERS and not _is_ip(host):
             raise ValueError(f"{name} listener needs an IP address, got {host!r}")
         # JSON strings are valid YAML scalars, so any host or path stays one value
         values[f"{name}_host"] = json.dumps(host)
         values[f"{name}_port"] = port
+    for name in SERVICES:
+        values[f"{name}_endpoints"] = json.dumps(_endpoints(getattr(params, name)))
     _check_plaintext_public(params)
     tls = params.tls_cert is not None and params.tls_key is not None
     if (params.tls_cert is None) != (params.tls_key is None):
@@ -193,6 +204,15 @@ def render(params: EnvoyParams) -> str:
     jwks_tls = urllib.parse.urlsplit(params.jwks_url or "").scheme == "https"
     _prune(config, tls=tls, remote_jwks=bool(params.jwks_url), jwks_tls=jwks_tls)
     return yaml.safe_dump(config, sort_keys=False, width=200)
+
+
+def _endpoints(addresses: str) -> list[dict]:
+    """lb_endpoints for "host:port[,host:port...]"."""
+    endpoints = []
+    for address in addresses.split(","):
+        host, port = split_address(address.strip())
+        endpoints.append({"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}})
+    return endpoints
 
 
 def _check_plaintext_public(params: EnvoyParams) -> None:

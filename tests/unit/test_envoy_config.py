@@ -106,6 +106,39 @@ def test_params_come_from_the_documented_variables():
     assert params.admin == "127.0.0.1:9901"
 
 
+def test_limits_must_be_whole_numbers_and_only_trusted_hops_may_be_zero():
+    assert envoy_config.params_from_env({"ENVOY_XFF_TRUSTED_HOPS": "0"}).xff_trusted_hops == 0
+    assert envoy_config.params_from_env({"ENVOY_CLIENT_RATE_LIMIT_RPS": "7"}).client_rate_limit_rps == 7
+    for name, value in [("ENVOY_CLIENT_RATE_LIMIT_RPS", "0"), ("ENVOY_XFF_TRUSTED_HOPS", "-1"), ("ENVOY_STREAM_MAX_REQUESTS", "x")]:
+        with pytest.raises(ValueError, match=name):
+            envoy_config.params_from_env({name: value})
+
+
+def clusters(config: str) -> dict[str, dict]:
+    return {item["name"]: item for item in yaml.safe_load(config)["static_resources"]["clusters"]}
+
+
+def test_replicas_are_one_endpoint_each_in_every_cluster_of_their_service(local):
+    rendered = clusters(envoy_config.render(replace(local, orders="127.0.0.1:50051, 127.0.0.1:50061")))
+    for name in ("orders", "orders_streams", "orders_events"):
+        endpoints = rendered[name]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        assert [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints] == [50051, 50061]
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        envoy_config.render(replace(local, orders="127.0.0.1:50051,"))
+
+
+def test_streams_have_slots_of_their_own_apart_from_unary_calls(local):
+    config = yaml.safe_load(envoy_config.render(replace(local, unary_max_requests=50, stream_max_requests=70)))
+    limits = {c["name"]: c["circuit_breakers"]["thresholds"][0]["max_requests"] for c in config["static_resources"]["clusters"]
+              if c["name"].startswith("orders")}
+    assert limits == {"orders": 50, "orders_streams": 70, "orders_events": 1000}
+    routes = {r["name"]: r["route"]["cluster"] for listener in config["static_resources"]["listeners"]
+              for r in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]}
+    assert routes["public.orders.watch"] == routes["mesh.orders.watch"] == routes["public.health"] == "orders_streams"
+    assert routes["mesh.orders.events"] == "orders_events"
+    assert routes["public.orders.read"] == routes["mesh.orders.read"] == "orders"
+
+
 def test_a_listener_needs_an_ip_address(local):
     with pytest.raises(ValueError, match="IP address"):
         envoy_config.render(replace(local, public="localhost:8080"))
