@@ -21,6 +21,15 @@ class PreconditionViolation:
     description: str
 
 
+@dataclass(frozen=True)
+class QuotaViolation:
+    """One quota a call would exceed (google.rpc.QuotaFailure.Violation): subject names
+    whose quota it is, such as "clientip:203.0.113.7"."""
+
+    subject: str
+    description: str
+
+
 class DomainError(Exception):
     """Base of every error a domain raises on purpose.
 
@@ -80,6 +89,17 @@ class PermissionDenied(DomainError):
     """The caller is known but may not do this (for someone else's resource, see NotFound)."""
 
     reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(DomainError):
+    """A limit on what one caller, or all of them, may hold at once is reached; the caller
+    may try again once it (or the service) holds less."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, violations: list[QuotaViolation], *, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.violations = list(violations)
 
 
 class Unavailable(DomainError):

@@ -32,6 +32,7 @@ _CODES = (
     (errors.AlreadyExists, code_pb2.ALREADY_EXISTS),
     (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (errors.PermissionDenied, code_pb2.PERMISSION_DENIED),
+    (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (errors.Unavailable, code_pb2.UNAVAILABLE),
 )
 
@@ -60,6 +61,15 @@ def _details(error: errors.DomainError, domain: str) -> list:
                     error_details_pb2.PreconditionFailure.Violation(
                         type=v.type, subject=v.subject, description=v.description
                     )
+                    for v in error.violations
+                ]
+            )
+        )
+    elif isinstance(error, errors.ResourceExhausted):
+        details.append(
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
                     for v in error.violations
                 ]
             )

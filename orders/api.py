@@ -8,6 +8,7 @@ from meshkit.protoconv import money_to_proto, timestamp
 from orders import domain
 from orders.feed import LAGGED, ChangeFeed
 from orders.storage import OrderStore
+from orders.watches import OpenWatches, client_key
 from orders.workflow import OrderWorkflow, visible
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
@@ -71,10 +72,11 @@ def _list_key(key: list) -> tuple[dt.datetime, str]:
 
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, workflow: OrderWorkflow, store: OrderStore, feed: ChangeFeed) -> None:
+    def __init__(self, workflow: OrderWorkflow, store: OrderStore, feed: ChangeFeed, watches: OpenWatches) -> None:
         self._workflow = workflow
         self._store = store
         self._feed = feed
+        self._watches = watches
 
     async def CreateOrder(self, request, context):
         # a customer orders for themselves: an empty customer_email means the token's
@@ -113,7 +115,9 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     async def WatchOrder(self, request, context):
         order_id = _order_id(request)
         caller = request_context.caller()
-        with self._feed.subscribe(order_id) as subscription:
+        watcher = client_key(caller, context.invocation_metadata() or (), context.peer())
+        # (StreamOrderEvents, the services' own stream, is not counted: no crowd of watchers can starve it)
+        with self._watches.slot(watcher), self._feed.subscribe(order_id) as subscription:
             # Subscribed before reading: no change can fall between the two.
             order, seen = await self._store.get_with_sequence(order_id)
             yield order_to_proto(visible(order, caller))

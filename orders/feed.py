@@ -22,6 +22,9 @@ POLL_SECONDS = 0.25
 BATCH_SIZE = 500
 # A subscriber that falls this far behind is told to read the database itself.
 QUEUE_LIMIT = 10_000
+# The same for a watcher of one order: an order has a few events in its whole life, so
+# this only bounds what each of thousands of open watches may hold.
+ORDER_QUEUE_LIMIT = 64
 
 
 class Lagged:
@@ -35,12 +38,16 @@ class Subscription:
     def __init__(self, order_id: str | None) -> None:
         self.order_id = order_id
         self._queue: asyncio.Queue = asyncio.Queue()
+        self._limit = QUEUE_LIMIT if order_id is None else ORDER_QUEUE_LIMIT
         self._lagging = False
 
     def deliver(self, item) -> None:
+        if item is None:  # the feed closed: this must arrive, lagging or not
+            self._queue.put_nowait(None)
+            return
         if self._lagging:
             return
-        if self._queue.qsize() >= QUEUE_LIMIT:
+        if self._queue.qsize() >= self._limit:
             self._lagging = True
             item = LAGGED
         self._queue.put_nowait(item)

@@ -12,6 +12,7 @@ from orders.api import OrderServicer
 from orders.feed import ChangeFeed
 from orders.inventory_client import InventoryClient
 from orders.storage import OrderStore
+from orders.watches import OpenWatches, WatchLimits
 from orders.workflow import OrderWorkflow
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.notifications.v1 import notifications_pb2
@@ -28,6 +29,11 @@ MESH_API = [
 
 async def create_app(env: Mapping[str, str]) -> MeshServer:
     listen = config.address(env, "ORDERS_LISTEN", "127.0.0.1:50051")
+    defaults = WatchLimits()
+    watch_limits = WatchLimits(
+        per_client=config.integer(env, "ORDERS_MAX_WATCHES_PER_CLIENT", defaults.per_client, minimum=1),
+        total=config.integer(env, "ORDERS_MAX_WATCHES", defaults.total, minimum=1),
+    )
     mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
     db = Database(config.database_url(env, "ORDERS_DATABASE_URL", "orders.db"))
     migrations.upgrade(db, "orders")
@@ -35,7 +41,7 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     feed = ChangeFeed(store)
     channel = grpc.aio.insecure_channel(mesh)
     workflow = OrderWorkflow(store, faults.inventory_from_env(env, InventoryClient(channel)), on_change=feed.wake)
-    servicer = OrderServicer(workflow, store, feed)
+    servicer = OrderServicer(workflow, store, feed, OpenWatches(watch_limits))
     app = create_server(
         listen,
         [ServiceBinding(SERVICE_NAME, servicer, orders_pb2_grpc.add_OrderServiceServicer_to_server)],

@@ -70,6 +70,13 @@ def test_domain_errors_map_to_codes_with_details():
     assert to_status(errors.NotFound("product", "A"), "x").code == code_pb2.NOT_FOUND
     assert to_status(errors.AlreadyExists("product", "A"), "x").code == code_pb2.ALREADY_EXISTS
     assert to_status(errors.Unavailable("down"), "x").code == code_pb2.UNAVAILABLE
+
+    over = errors.ResourceExhausted("too many", [errors.QuotaViolation("clientip:1.2.3.4", "at most 2")])
+    full = to_status(over, "x")
+    assert full.code == code_pb2.RESOURCE_EXHAUSTED
+    quota = error_details_pb2.QuotaFailure()
+    assert any(d.Unpack(quota) for d in full.details)
+    assert (quota.violations[0].subject, quota.violations[0].description) == ("clientip:1.2.3.4", "at most 2")
     assert grpc.StatusCode.NOT_FOUND.value[0] == code_pb2.NOT_FOUND
 
 
