@@ -50,11 +50,14 @@ TOKEN_TTL_SECONDS = 6 * 3600
 ALTERNATION = (0, 1, 1, 0, 0, 1, 1, 0)
 # ListOrders reads a full page: the customer has at least this many orders
 LIST_PAGE = 50
-# The public listener's rate limits would cap every figure at their own rate: lifted.
+# Limits that would cap every figure at their own rate, lifted: the public listener's
+# rate limits, and the per-caller cap on open watches.
 UNLIMITED = {
     "ENVOY_RATE_LIMIT_RPS": "1000000", "ENVOY_RATE_LIMIT_BURST": "1000000",
     # every load generator runs on one address: its own bucket would cap the figures too
     "ENVOY_CLIENT_RATE_LIMIT_RPS": "1000000", "ENVOY_CLIENT_RATE_LIMIT_BURST": "1000000",
+    # the fan-out's watchers are one customer's: its per-caller cap would refuse all but 16
+    "ORDERS_MAX_WATCHES_PER_CLIENT": "1000000",
 }
 # notification lag: orders placed one at a time, and how many at once in the burst
 LAG_ALONE = 20
