@@ -108,6 +108,19 @@ class Unavailable(DomainError):
     reason = "UPSTREAM_UNAVAILABLE"
 
 
+class DeadlineExceeded(DomainError):
+    """A service this one depends on did not answer in time."""
+
+    reason = "UPSTREAM_DEADLINE_EXCEEDED"
+
+
+class Internal(DomainError):
+    """A fault of the mesh, not of the request (a service this one depends on failed, or
+    refused a call this one made): trying again will not help."""
+
+    reason = "UPSTREAM_FAILED"
+
+
 # The most violations one error names: each travels in the response's trailers, and a
 # request of 10,000 bad items would make trailers larger than HTTP/2 lets a peer accept.
 MAX_VIOLATIONS = 20

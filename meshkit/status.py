@@ -34,6 +34,8 @@ _CODES = (
     (errors.PermissionDenied, code_pb2.PERMISSION_DENIED),
     (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (errors.Unavailable, code_pb2.UNAVAILABLE),
+    (errors.DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
+    (errors.Internal, code_pb2.INTERNAL),
 )
 
 
@@ -201,10 +203,64 @@ def _decoded(request, method: str):
     return request
 
 
-def from_rpc_error(error: grpc.aio.AioRpcError, peer: str) -> errors.DomainError:
-    """The DomainError that a peer's rich status describes, so that a service can
-    pass a peer's INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION on to its own
-    caller with the same details. Anything else means the peer could not answer."""
+_Code = grpc.StatusCode
+# The code this service answers with when a call it made to a peer failed with the key's.
+# A peer's verdict on what the caller asked for (an unknown product, too little stock) is
+# passed on as it is; the rest is the mesh's trouble, told in ShopMesh's words: UNAVAILABLE
+# only where trying again may help, INTERNAL where it will not.
+PEER_CODE_TO_OURS = {
+    _Code.NOT_FOUND: _Code.NOT_FOUND,
+    _Code.ALREADY_EXISTS: _Code.ALREADY_EXISTS,
+    _Code.FAILED_PRECONDITION: _Code.FAILED_PRECONDITION,
+    # this service's own request was malformed: a bug here, not the caller's (unless the
+    # peer named only fields the caller gave: then INVALID_ARGUMENT, see code_for_caller)
+    _Code.INVALID_ARGUMENT: _Code.INTERNAL,
+    _Code.OUT_OF_RANGE: _Code.INTERNAL,
+    # the peer is down, restarting, overloaded or lost a race: the same call may pass soon
+    _Code.UNAVAILABLE: _Code.UNAVAILABLE,
+    _Code.RESOURCE_EXHAUSTED: _Code.UNAVAILABLE,
+    _Code.ABORTED: _Code.UNAVAILABLE,
+    _Code.CANCELLED: _Code.UNAVAILABLE,
+    _Code.DEADLINE_EXCEEDED: _Code.DEADLINE_EXCEEDED,
+    # the peer failed, or the mesh refused this service's own call (its identity, a method
+    # the peer lacks): the same call fails again
+    _Code.INTERNAL: _Code.INTERNAL,
+    _Code.UNKNOWN: _Code.INTERNAL,
+    _Code.DATA_LOSS: _Code.INTERNAL,
+    _Code.UNIMPLEMENTED: _Code.INTERNAL,
+    _Code.UNAUTHENTICATED: _Code.INTERNAL,
+    _Code.PERMISSION_DENIED: _Code.INTERNAL,
+}
+
+
+def code_for_caller(peer_code: grpc.StatusCode, blames_callers_input: bool = False) -> grpc.StatusCode:
+    """PEER_CODE_TO_OURS[peer_code]; an INVALID_ARGUMENT or OUT_OF_RANGE that names only
+    fields this service copied from its caller's request is the caller's (blames_callers_input)."""
+    if peer_code in (_Code.INVALID_ARGUMENT, _Code.OUT_OF_RANGE) and blames_callers_input:
+        return _Code.INVALID_ARGUMENT
+    return PEER_CODE_TO_OURS.get(peer_code, _Code.INTERNAL)
+
+
+def _peer_failure(code: grpc.StatusCode, peer: str) -> errors.DomainError:
+    """The error for a failure of the mesh, in ShopMesh's words: never the peer's or
+    Envoy's own text ("upstream connect error ...", "no healthy upstream")."""
+    if code == _Code.UNAVAILABLE:
+        return errors.Unavailable(f"{peer} is unavailable; try again later")
+    if code == _Code.DEADLINE_EXCEEDED:
+        return errors.DeadlineExceeded(f"{peer} did not answer in time")
+    request_id = request_context.request_id()
+    logged = f" under request id {request_id}" if request_id else ""
+    return errors.Internal(f"{peer} could not handle this request: a fault of ShopMesh, logged{logged}")
+
+
+def from_rpc_error(
+    error: grpc.aio.AioRpcError, peer: str, callers_fields: tuple[str, ...] = ()
+) -> errors.DomainError:
+    """The DomainError to answer with when a call to peer failed (see PEER_CODE_TO_OURS).
+    A peer's NOT_FOUND, ALREADY_EXISTS or FAILED_PRECONDITION, and an INVALID_ARGUMENT about
+    callers_fields only (request fields this service copied from its caller's, such as
+    "items"), go on with the peer's details; for anything else the peer's code and text go
+    to the log, with the request id, and the caller gets ShopMesh's words."""
     status = rpc_status.from_call(error)
     found: dict[type, list] = {}
     for detail in status.details if status else ():
@@ -219,27 +275,37 @@ def from_rpc_error(error: grpc.aio.AioRpcError, peer: str) -> errors.DomainError
                 detail.Unpack(message)
                 found.setdefault(kind, []).append(message)
     reason = found[error_details_pb2.ErrorInfo][0].reason if error_details_pb2.ErrorInfo in found else None
-    code, text = error.code(), error.details() or ""
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        violations = [
-            errors.FieldViolation(v.field, v.description)
-            for bad in found.get(error_details_pb2.BadRequest, [])
-            for v in bad.field_violations
-        ]
-        return errors.InvalidArgument(violations or [errors.FieldViolation("", text)])
-    if code == grpc.StatusCode.NOT_FOUND:
+    peer_code, text = error.code(), error.details() or ""
+    violations = [
+        errors.FieldViolation(v.field, v.description)
+        for bad in found.get(error_details_pb2.BadRequest, [])
+        for v in bad.field_violations
+    ]
+    blames_caller = bool(violations) and all(v.field.startswith(callers_fields) for v in violations)  # () blames none
+    code = code_for_caller(peer_code, blames_caller)
+    if code == _Code.INVALID_ARGUMENT:
+        return errors.InvalidArgument(violations)
+    if code == _Code.NOT_FOUND:
         resources = found.get(error_details_pb2.ResourceInfo, [])
         kind = resources[0].resource_type if resources else "resource"
         return errors.NotFound(kind, [r.resource_name for r in resources] or [text])
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        violations = [
+    if code == _Code.FAILED_PRECONDITION:
+        preconditions = [
             errors.PreconditionViolation(v.type, v.subject, v.description)
             for failure in found.get(error_details_pb2.PreconditionFailure, [])
             for v in failure.violations
         ]
-        return errors.FailedPrecondition(text, violations, reason=reason)
-    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return errors.FailedPrecondition(text, preconditions, reason=reason)
+    if code == _Code.ALREADY_EXISTS:
         resources = found.get(error_details_pb2.ResourceInfo, [])
         name = resources[0].resource_name if resources else ""
         return errors.AlreadyExists(resources[0].resource_type if resources else "resource", name, text)
-    return errors.Unavailable(f"{peer} is unavailable: {code.name} {text}".strip())
+    log.log(
+        logging.ERROR if code == _Code.INTERNAL else logging.WARNING,
+        "a call to %s failed: %s %s",
+        peer,
+        peer_code.name,
+        text,
+        extra={"peer": peer, "peer_code": peer_code.name, "peer_details": text},
+    )
+    return _peer_failure(code, peer)

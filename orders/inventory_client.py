@@ -34,7 +34,8 @@ class InventoryClient:
         try:
             reservation = await self._stub.ReserveStock(request, metadata=outgoing_metadata())
         except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error, "inventory") from None
+            # the items are the customer's own (Inventory judges their product ids); the rest is ours
+            raise from_rpc_error(error, "inventory", callers_fields=("items",)) from None
         return Reserved(
             [
                 domain.OrderLine(item.product_id, item.quantity, money_from_proto(item.unit_price))

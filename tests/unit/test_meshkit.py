@@ -1,14 +1,16 @@
-"""Shared plumbing: money, page tokens, error mapping, configuration."""
+"""Shared plumbing: money, page tokens, error mapping (ours and our peers'), configuration."""
+
+import contextvars
 
 import grpc
 import pytest
-from google.rpc import code_pb2, error_details_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from google.type import money_pb2
 
-from meshkit import config, errors, pagination
+from meshkit import config, errors, pagination, request_context
 from meshkit.money import Money
 from meshkit.protoconv import money_from_proto, money_proto_problem, money_to_proto
-from meshkit.status import to_status
+from meshkit.status import PEER_CODE_TO_OURS, code_for_caller, from_rpc_error, to_status
 
 
 @pytest.mark.parametrize("units, nanos", [(0, 0), (5, 990_000_000), (-3, -250_000_000), (2**40, 1)])
@@ -100,3 +102,89 @@ def test_a_request_with_thousands_of_bad_fields_gets_a_bounded_error():
     assert len(raised.value.violations) == errors.MAX_VIOLATIONS + 1
     assert raised.value.violations[-1].description == f"and {10_000 - errors.MAX_VIOLATIONS} more"
     assert len(to_status(raised.value, "test").SerializeToString()) < 4096
+
+
+C = grpc.StatusCode
+ENVOY_CONNECT_FAILURE = (
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure, "
+    "transport failure reason: delayed connect error: 111"
+)
+
+
+RID = "request id rid-7"
+
+
+def peer_error(code: grpc.StatusCode, text: str, *details) -> grpc.aio.AioRpcError:
+    """What a failed call to a peer raises: a code, a text, and rich details in the trailers."""
+    trailers = grpc.aio.Metadata()
+    if details:
+        status = status_pb2.Status(code=code.value[0], message=text)
+        for detail in details:
+            status.details.add().Pack(detail)
+        trailers.add("grpc-status-details-bin", status.SerializeToString())
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailers, text)
+
+
+@pytest.mark.parametrize(
+    "peer_code, ours",
+    [
+        # the peer's verdict on what our caller asked for goes on
+        *((code, code) for code in (C.NOT_FOUND, C.ALREADY_EXISTS, C.FAILED_PRECONDITION)),
+        # UNAVAILABLE only where trying again may help
+        *((code, C.UNAVAILABLE) for code in (C.UNAVAILABLE, C.RESOURCE_EXHAUSTED, C.ABORTED, C.CANCELLED)),
+        (C.DEADLINE_EXCEEDED, C.DEADLINE_EXCEEDED),
+        # our own request was wrong, the peer failed, or the mesh refused us: the same again
+        *((code, C.INTERNAL) for code in (C.INVALID_ARGUMENT, C.OUT_OF_RANGE, C.INTERNAL, C.UNKNOWN, C.DATA_LOSS)),
+        *((code, C.INTERNAL) for code in (C.UNIMPLEMENTED, C.UNAUTHENTICATED, C.PERMISSION_DENIED)),
+    ],
+)
+def test_what_a_peers_code_becomes_for_our_caller(peer_code, ours):
+    assert code_for_caller(peer_code) == ours
+    assert code_for_caller(peer_code, blames_callers_input=True) == (
+        C.INVALID_ARGUMENT if peer_code in (C.INVALID_ARGUMENT, C.OUT_OF_RANGE) else ours
+    )
+
+
+def test_every_failure_code_is_in_the_table():
+    assert set(PEER_CODE_TO_OURS) == set(C) - {C.OK}
+
+
+@pytest.mark.parametrize(
+    "code, text, expected",
+    [
+        (C.UNAVAILABLE, ENVOY_CONNECT_FAILURE, (errors.Unavailable, "inventory is unavailable; try again later")),
+        (C.UNAVAILABLE, "no healthy upstream", (errors.Unavailable, "inventory is unavailable; try again later")),
+        (C.DEADLINE_EXCEEDED, "request timeout", (errors.DeadlineExceeded, "inventory did not answer in time")),
+        (
+            C.INTERNAL,
+            "Traceback: KeyError 'price'",
+            (errors.Internal, f"inventory could not handle this request: a fault of ShopMesh, logged under {RID}"),
+        ),
+    ],
+)
+def test_a_peers_failure_is_told_in_shopmesh_words_and_its_text_logged(code, text, expected, caplog):
+    class Call:  # the call being served, as request_context sees it
+        def invocation_metadata(self):
+            return (("x-request-id", RID.split()[-1]),)
+
+    def serve():
+        request_context.bind(Call())
+        return from_rpc_error(peer_error(code, text), "inventory", callers_fields=("items",))
+
+    error = contextvars.copy_context().run(serve)
+    assert (type(error), error.message) == expected
+    [record] = [r for r in caplog.records if r.name == "meshkit.status"]
+    assert (record.peer, record.peer_code, record.peer_details) == ("inventory", code.name, text)
+
+
+def test_a_peers_invalid_argument_is_the_callers_only_about_the_callers_fields():
+    def violation(field):
+        return error_details_pb2.BadRequest(field_violations=[error_details_pb2.BadRequest.FieldViolation(
+            field=field, description="must be 1 to 64 letters")])
+
+    theirs = from_rpc_error(peer_error(C.INVALID_ARGUMENT, "bad", violation("items[0].product_id")), "inventory",
+                            callers_fields=("items",))
+    assert isinstance(theirs, errors.InvalidArgument) and theirs.violations[0].field == "items[0].product_id"
+    ours = from_rpc_error(peer_error(C.INVALID_ARGUMENT, "bad", violation("reservation_id")), "inventory",
+                          callers_fields=("items",))
+    assert isinstance(ours, errors.Internal) and "reservation_id" not in ours.message
