@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import DateTime, create_engine, event
+from sqlalchemy import DateTime, create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.types import TypeDecorator
 
@@ -40,6 +40,16 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether error is of a database away for a while: a server restarting or out of
+    reach, a connection lost, SQLite's write lock held past the busy timeout (by a backup,
+    say). Work that met one can go on once the database is back; a broken constraint or a
+    statement the schema refuses would fail the same way every time."""
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
 
 
 def utcnow() -> dt.datetime:

@@ -1,50 +1,82 @@
-"""Long-running work of a service that must outlive a broken connection: following a
-stream from a stored cursor, and work done every so often. Neither is a retry of a
-call between services (Envoy owns those): a stream that ends is opened again from
-where this service's own database says it stopped, and periodic work simply runs
-again at its next turn."""
+"""Long-running work of a service that must outlive a broken connection or a database
+away for a while: following a stream from a stored cursor, work done every so often, and
+any loop that keeps going. None is a retry of a call between services (Envoy owns
+those): a stream that ends is opened again from where this service's own database says
+it stopped, and other work simply runs again at its next turn.
+
+Only transient errors are outlived (a peer or the database gone for a moment). Any other
+error ends the work: it is a bug, and the server reports the task failed instead of
+serving without it."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 
+from meshkit.database import is_outage
+
 log = logging.getLogger(__name__)
+
+def is_transient(error: BaseException) -> bool:
+    """A call to a peer that failed, or a database that is away for a while."""
+    return isinstance(error, grpc.aio.AioRpcError) or is_outage(error)
+
+
+def reason(error: BaseException) -> str:
+    """The error in one short line (a database error without its SQL)."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+async def keep_going(what: str, work: Callable[[], Awaitable[None]], pause: float) -> None:
+    """Runs work() again and again, pause apart, until cancelled. A run that ends with a
+    transient error is logged as a warning; any other error is raised."""
+    while True:
+        try:
+            await work()
+        except Exception as error:
+            if asyncio.current_task().cancelling():
+                # grpc.aio may report our own cancellation as a CANCELLED call:
+                # the service is stopping, so stop rather than go on.
+                raise asyncio.CancelledError from error
+            if not is_transient(error):
+                raise
+            log.warning("%s interrupted; going on: %s", what, reason(error), extra={"pause_seconds": pause})
+        await asyncio.sleep(pause)
 
 
 async def follow(
     what: str,
     cursor: Callable[[], Awaitable[int]],
-    open_stream: Callable[[int], AsyncIterable],
+    open_stream: Callable[[int], grpc.aio.UnaryStreamCall],
     handle: Callable[[object], Awaitable[None]],
     pause: float,
 ) -> None:
-    """Hands every message of open_stream(cursor) to handle; when the stream breaks,
-    opens it again from the cursor stored by then, after pause. Runs until cancelled."""
-    while True:
-        after = await cursor()
+    """Hands every message of open_stream(cursor) to handle; when the stream breaks or
+    handle meets a transient error, opens it again after pause from the cursor stored by
+    then, so nothing is skipped. Runs until cancelled."""
+
+    async def from_stored_cursor() -> None:
+        stream = open_stream(await cursor())
         try:
-            async for message in open_stream(after):
+            async for message in stream:
                 await handle(message)
-        except grpc.aio.AioRpcError as error:
-            if asyncio.current_task().cancelling():
-                # grpc.aio may report our own cancellation as a CANCELLED call:
-                # the service is stopping, so stop rather than resume.
-                raise asyncio.CancelledError from error
-            log.warning(
-                "%s broke; resuming from the stored cursor", what,
-                extra={"cursor": after, "code": error.code().name, "details": error.details()},
-            )
-        await asyncio.sleep(pause)
+        finally:
+            stream.cancel()  # when handle failed, the call is still open
+
+    await keep_going(what, from_stored_cursor, pause)
 
 
 async def every(what: str, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
-    """Runs work every seconds until cancelled; a turn that fails is logged, and the next
-    one comes as planned."""
-    while True:
+    """Runs work every seconds until cancelled; a turn that meets a transient error is
+    logged, and the next one comes as planned."""
+
+    async def turn() -> None:
         await asyncio.sleep(seconds)
-        try:
-            await work()
-        except grpc.aio.AioRpcError as error:
-            log.warning("%s could not finish: %s", what, error.code().name, extra={"details": error.details()})
+        await work()
+
+    await keep_going(what, turn, 0.0)
