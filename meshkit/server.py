@@ -2,7 +2,8 @@
 interceptor, standard health checking, reflection and graceful shutdown.
 
 create_server() builds a server without starting it (tests start it in-process);
-serve() runs one until SIGTERM or SIGINT; run() is what `python -m <service>` calls.
+serve() runs one until SIGTERM or SIGINT, or until a background task fails; run() is what
+`python -m <service>` calls.
 """
 
 import asyncio
@@ -50,6 +51,10 @@ class MeshServer:
     on_stopping: called once health says NOT_SERVING, before in-flight calls
     are waited for (e.g. to end streams that would otherwise never finish).
     on_close: called last, after the server has stopped (databases, channels).
+
+    A background task that fails (an error it could not outlive: a bug, not an
+    outage) makes health NOT_SERVING for every name at once, names itself in
+    failed_task and sets failed: serving without it would be a lie.
     """
 
     server: grpc.aio.Server
@@ -59,7 +64,11 @@ class MeshServer:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stopping: list[Callable[[], None]] = field(default_factory=list)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    failed_task: str = ""
     _tasks: list[asyncio.Task] = field(default_factory=list)
+    _stopping: bool = False
+    _reporting: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.server.start()
@@ -67,12 +76,27 @@ class MeshServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(run(), name=run.__qualname__) for run in self.background]
         for task in self._tasks:
-            task.add_done_callback(_log_crash)
+            task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._stopping or self.failed.is_set():
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+            return
+        self.failed_task = task.get_name()
+        log.error(
+            "background task %s failed; the service cannot go on and stops", task.get_name(),
+            exc_info=task.exception(), extra={"task": task.get_name()},
+        )
+        self._reporting = asyncio.get_running_loop().create_task(self.health.enter_graceful_shutdown())
+        self.failed.set()
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS, drain: float = 0.0) -> None:
         """NOT_SERVING first, then keep serving for drain seconds while Envoy's health
         checks move traffic away; then stop background work and taking calls, let
         in-flight ones finish within grace, and close resources."""
+        self._stopping = True
         await self.health.enter_graceful_shutdown()
         for stopping in self.on_stopping:
             stopping()
@@ -89,9 +113,8 @@ class MeshServer:
             await close()
 
 
-def _log_crash(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+class BackgroundTaskFailed(Exception):
+    """serve() stopped the server because one of its background tasks failed."""
 
 
 def _add_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:
@@ -138,22 +161,35 @@ def create_server(
 
 
 async def serve(app: MeshServer, drain: float = SHUTDOWN_DRAIN_SECONDS) -> None:
-    """Runs app until SIGTERM or SIGINT, then shuts it down gracefully."""
+    """Runs app until SIGTERM or SIGINT, or until a background task fails, then shuts it
+    down gracefully. Raises BackgroundTaskFailed in the second case."""
     loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await app.start()
-    log.info("serving", extra={"port": app.port, "services": app.service_names})
-    await stopping.wait()
-    log.info("shutting down", extra={"drain_seconds": drain, "grace_seconds": SHUTDOWN_GRACE_SECONDS})
-    await app.stop(drain=drain)
-    log.info("stopped")
+    signalled = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, signalled.set)
+    try:
+        await app.start()
+        log.info("serving", extra={"port": app.port, "services": app.service_names})
+        waits = [asyncio.create_task(signalled.wait()), asyncio.create_task(app.failed.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        log.info("shutting down", extra={"drain_seconds": drain, "grace_seconds": SHUTDOWN_GRACE_SECONDS})
+        await app.stop(drain=drain)
+        log.info("stopped")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    if app.failed_task:
+        raise BackgroundTaskFailed(app.failed_task)
 
 
 def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshServer]]) -> None:
     """Entry point of `python -m <service>`: configure logging, build, serve.
-    A configuration error ends the process with one line on stderr and status 2."""
+    A configuration error ends the process with one line on stderr and status 2; a failed
+    background task (logged when it failed) with status 1, so that compose or Kubernetes
+    start the service again."""
     logs.configure(service)
 
     async def main() -> None:
@@ -171,3 +207,5 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
     except config.ConfigError as error:
         print(f"{service}: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
+    except BackgroundTaskFailed:
+        sys.exit(1)
