@@ -1,7 +1,8 @@
 """Follows the Order service's event stream through Envoy's mesh listener and
 records one notification per event, moving the stored cursor with it.
 
-When the stream breaks (Orders or Envoy restarting) it is opened again from the
+When the stream breaks (Orders or Envoy restarting), or the database is away for a
+while (a restart, a write lock held past the busy timeout), it is opened again from the
 stored cursor after a pause (meshkit.resume): a resume, not a retry, so nothing is
 skipped and nothing recorded twice.
 """

@@ -1,13 +1,19 @@
 """Sends pending notifications, oldest first, and tries failed ones again after
 the retry policy's back-off. A notification is SENT only once the mail server
-has accepted it."""
+has accepted it.
+
+When the database is away for a while, sending goes on after a pause (meshkit.resume).
+An email the mail server accepted while its SENT could not be recorded is remembered
+and recorded first, before anything is sent again: the outage sends nothing twice.
+"""
 
 import asyncio
+import datetime as dt
 import logging
 
 from opentelemetry import trace
 
-from meshkit import telemetry
+from meshkit import resume, telemetry
 from meshkit.database import utcnow
 from notifications import domain
 from notifications.mailer import build_message
@@ -16,15 +22,23 @@ from notifications.storage import NotificationStore
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
+# After the database failed: no busy loop, and short next to any outage.
+PAUSE_SECONDS = 1.0
 
 
 class Sender:
-    def __init__(self, store: NotificationStore, mailer, sender_address: str, policy: domain.RetryPolicy) -> None:
+    def __init__(
+        self, store: NotificationStore, mailer, sender_address: str, policy: domain.RetryPolicy,
+        pause: float = PAUSE_SECONDS,
+    ) -> None:
         self._store = store
         self._mailer = mailer
         self._sender_address = sender_address
         self._policy = policy
+        self._pause = pause
         self._wake = asyncio.Event()
+        # notification id -> when the mail server accepted it, until SENT is recorded
+        self._accepted: dict[str, dt.datetime] = {}
         self._tracer = trace.get_tracer(__name__)
 
     def wake(self) -> None:
@@ -32,8 +46,12 @@ class Sender:
         self._wake.set()
 
     async def run(self) -> None:
+        await resume.keep_going("sending emails", self._send_due, self._pause)
+
+    async def _send_due(self) -> None:
         while True:
             self._wake.clear()
+            await self._record_accepted()
             due = await self._store.due(utcnow(), BATCH_SIZE)
             for notification in due:
                 await self._attempt(notification)
@@ -72,5 +90,12 @@ class Sender:
                 extra={"notification_id": notification.notification_id, "error": str(error), "status": status.value},
             )
             return
-        await self._store.mark_sent(notification.notification_id, utcnow())
+        self._accepted[notification.notification_id] = utcnow()
+        await self._record_accepted()
         log.info("email sent", extra={"notification_id": notification.notification_id, "order_id": notification.order_id})
+
+    async def _record_accepted(self) -> None:
+        """Records as SENT what the mail server accepted (first what an outage kept unrecorded)."""
+        for notification_id, accepted_at in list(self._accepted.items()):
+            await self._store.mark_sent(notification_id, accepted_at)
+            del self._accepted[notification_id]

@@ -57,7 +57,8 @@ LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EV
 MOVE_CURSOR = update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=bindparam("p_sequence"))
 MARK_SENT = (
     update(NOTIFICATIONS)
-    .where(NOTIFICATIONS.c.id == bindparam("p_id"))
+    # PENDING only: marking again after a commit whose answer was lost changes nothing
+    .where(NOTIFICATIONS.c.id == bindparam("p_id"), NOTIFICATIONS.c.status == PENDING)
     .values(
         status=domain.NotificationStatus.SENT.value,
         attempts=NOTIFICATIONS.c.attempts + 1,
