@@ -4,9 +4,11 @@ records one notification per event, moving the stored cursor with it.
 When the stream breaks (Orders or Envoy restarting), or the database is away for a
 while (a restart, a write lock held past the busy timeout), it is opened again from the
 stored cursor after a pause (meshkit.resume): a resume, not a retry, so nothing is
-skipped and nothing recorded twice.
+skipped and nothing recorded twice. An event no email can be written for is recorded as
+FAILED with the reason, so that it does not hold up the events after it.
 """
 
+import logging
 from collections.abc import Callable
 
 import grpc
@@ -18,6 +20,8 @@ from meshkit.protoconv import money_from_proto
 from notifications import domain
 from notifications.storage import NotificationStore
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 RESUME_PAUSE_SECONDS = 1.0
 
@@ -67,6 +71,19 @@ class OrderEventConsumer:
             "record notification", links=telemetry.link_to(event.trace_parent),
             attributes={"shopmesh.order_id": event.order.order_id, "shopmesh.event_sequence": event.sequence},
         ):
-            email = domain.render(event_from_proto(event))
-            await self._store.record(event.sequence, event.order.order_id, email, utcnow(), event.trace_parent or None)
+            email, failure = _render(event)
+            await self._store.record(
+                event.sequence, event.order.order_id, email, utcnow(), event.trace_parent or None, failure
+            )
         self._on_recorded()
+
+
+def _render(event: orders_pb2.OrderEvent) -> tuple[domain.Email, str | None]:
+    """The event's email, or what is kept of it and why none could be written."""
+    try:
+        return domain.render(event_from_proto(event)), None
+    except Exception as error:  # noqa: BLE001 - pure code on this one event's data: only this event fails
+        failure = f"no email could be written: {type(error).__name__}: {error}"
+        log.error("order event %s recorded as FAILED: %s", event.sequence, failure,
+                  extra={"order_id": event.order.order_id, "sequence": event.sequence})
+        return domain.unsendable(event.order.order_id, event.sequence, event.order.customer_email), failure

@@ -68,19 +68,34 @@ _HEADLINES = {
     "CANCELLED": ("cancelled", "Your order {short} has been cancelled; nothing will be charged."),
 }
 MESSAGE_ID_DOMAIN = "shopmesh"
+# The longest address SMTP carries (RFC 5321's path limit): a longer one is no address.
+MAX_ADDRESS_LENGTH = 254
+MAX_ORDER_ID_LENGTH = 36  # order ids are UUIDs
+
+
+class CannotRender(ValueError):
+    """An order event no email is written for; its notification is FAILED, not sent."""
 
 
 def short_id(order_id: str) -> str:
     return order_id.split("-")[0][:8]
 
 
-def message_id(event: OrderEvent) -> str:
+def message_id(order_id: str, sequence: int) -> str:
     """Stable per event, so a resend after a crash is recognisably the same email."""
-    return f"<{event.order_id}.{event.sequence}@{MESSAGE_ID_DOMAIN}>"
+    return f"<{order_id}.{sequence}@{MESSAGE_ID_DOMAIN}>"
 
 
 def render(event: OrderEvent) -> Email:
-    verb, sentence = _HEADLINES["CREATED" if event.created else event.status]
+    """The event's email; CannotRender for an event that gets none."""
+    headline = _HEADLINES.get("CREATED" if event.created else event.status)
+    if headline is None:
+        raise CannotRender(f"no email is written for an order moving to {event.status}")
+    if not 0 < len(event.customer_email) <= MAX_ADDRESS_LENGTH:
+        raise CannotRender(f"the customer's address has {len(event.customer_email)} characters")
+    if not 0 < len(event.order_id) <= MAX_ORDER_ID_LENGTH:
+        raise CannotRender(f"the order id has {len(event.order_id)} characters")
+    verb, sentence = headline
     short = short_id(event.order_id)
     lines = [
         f"  {line.quantity} x {line.product_id} at {line.unit_price} = {line.unit_price * line.quantity}"
@@ -99,7 +114,13 @@ def render(event: OrderEvent) -> Email:
             "ShopMesh",
         ]
     )
-    return Email(event.customer_email, f"Order {short} {verb}", body + "\n", message_id(event))
+    subject = f"Order {short} {verb}"
+    return Email(event.customer_email, subject, body + "\n", message_id(event.order_id, event.sequence))
+
+
+def unsendable(order_id: str, sequence: int, recipient: str) -> Email:
+    """What is kept of an event no email could be written for: whom it concerned."""
+    return Email(recipient, "", "", message_id(order_id, sequence))
 
 
 @dataclass(frozen=True)

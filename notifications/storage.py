@@ -50,6 +50,11 @@ class StreamCursorRow(Base):
 NOTIFICATIONS = NotificationRow.__table__
 CURSORS = StreamCursorRow.__table__
 PENDING = domain.NotificationStatus.PENDING.value
+FAILED = domain.NotificationStatus.FAILED.value
+ORDER_ID_LENGTH = NOTIFICATIONS.c.order_id.type.length
+RECIPIENT_LENGTH = NOTIFICATIONS.c.recipient.type.length
+MESSAGE_ID_LENGTH = NOTIFICATIONS.c.message_id.type.length
+ERROR_LENGTH = 1000
 # Built once: a statement object caches its own compiled form's key, which
 # is most of what building one per call would cost.
 INSERT_NOTIFICATION = insert(NOTIFICATIONS)
@@ -110,9 +115,11 @@ class NotificationStore:
         return await self._db.read(lambda connection: connection.scalar(query) or 0)
 
     async def record(
-        self, sequence: int, order_id: str, email: domain.Email, now: dt.datetime, trace_parent: str | None = None
+        self, sequence: int, order_id: str, email: domain.Email, now: dt.datetime, trace_parent: str | None = None,
+        failure: str | None = None,
     ) -> None:
-        """Stores the event's notification as PENDING and moves the cursor past it, together."""
+        """Stores the event's notification as PENDING (or FAILED for the reason failure, never
+        to be sent) and moves the cursor past it, together."""
 
         def work(connection: Connection) -> None:
             last = connection.scalar(LOCK_CURSOR)
@@ -124,18 +131,19 @@ class NotificationStore:
             connection.execute(
                 INSERT_NOTIFICATION,
                 {
-                    "order_id": order_id,
+                    # cut to their columns: a malformed event must still be recorded as FAILED
+                    "order_id": order_id[:ORDER_ID_LENGTH],
                     "event_sequence": sequence,
-                    "recipient": email.recipient,
+                    "recipient": email.recipient[:RECIPIENT_LENGTH],
                     "subject": email.subject,
                     "body": email.body,
-                    "status": PENDING,
+                    "status": PENDING if failure is None else FAILED,
                     "attempts": 0,
-                    "message_id": email.message_id,
-                    "last_error": "",
+                    "message_id": email.message_id[:MESSAGE_ID_LENGTH],
+                    "last_error": (failure or "")[:ERROR_LENGTH],
                     "create_time": now,
                     "update_time": now,
-                    "next_attempt_time": now,
+                    "next_attempt_time": now if failure is None else None,
                     "trace_parent": trace_parent,
                 },
             )
@@ -183,7 +191,7 @@ class NotificationStore:
                 update(NOTIFICATIONS)
                 .where(this)
                 .values(
-                    attempts=attempts, last_error=error[:1000], update_time=now,
+                    attempts=attempts, last_error=error[:ERROR_LENGTH], update_time=now,
                     status=status.value, next_attempt_time=next_time,
                 )
             )

@@ -1,5 +1,6 @@
-"""The Notification service through outages of its own database: emails flow again by
-themselves, none lost, none sent twice, and health tells the truth all along."""
+"""The Notification service through outages of its own database, and an order event no
+email can be written for: emails flow again by themselves, none lost, none sent twice,
+and health tells the truth all along."""
 
 import asyncio
 import contextlib
@@ -11,10 +12,12 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import create_engine, text
 
 from notifications.main import SERVICE_NAME, create_app
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
+from tests.conftest import BACKENDS, database_url
 from tests.integration.conftest import eventually, product
 from tests.integration.test_orders_service import create
 from tests.private_postgres import private_postgres  # noqa: F401 - a fixture
@@ -164,3 +167,51 @@ async def test_a_postgresql_restart_under_load_delays_emails_and_loses_none(
         received = smtp.received()
     assert emailed_orders(received) == Counter(placed), f"{len(received)} emails for {len(placed)} orders"
     print(f"\nPostgreSQL down {PG_DOWN_SECONDS:.0f} s under load: emails flowing {flowing:.2f} s after it was back")
+
+
+@pytest.fixture(params=BACKENDS)
+def notifications_url(request, tmp_path):
+    """The Notification database alone on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/notifications.db"
+        return
+    server = request.getfixturevalue("postgres")
+    url = server.create_database("notifications")
+    yield url
+    server.drop_database(url)
+
+
+def make_unrenderable(service_env, order_id: str) -> None:
+    """The order's creation becomes a change to PENDING: no email is written for that
+    (as from a damaged row, or an Order service newer than this one)."""
+    engine = create_engine(database_url(service_env, "orders"))
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE order_events SET type = 'STATUS_CHANGED' WHERE order_id = :order_id"), {"order_id": order_id}
+        )
+    engine.dispose()
+
+
+async def test_an_event_no_email_can_be_written_for_is_failed_and_passed(
+    orders, stocked, smtp, service_env, notifications_url
+):
+    placed = await place(orders, 3)
+    make_unrenderable(service_env, placed[1])
+    env = {"NOTIFICATIONS_DATABASE_URL": notifications_url}
+    async with notification_service(service_env, smtp, orders, **env) as service:
+        await smtp.arrived(2, 10)
+
+        async def failed():
+            return [n for n in await service.listed(order_id=placed[1]) if n.status == Status.STATUS_FAILED]
+
+        refused = await eventually(failed)
+        assert await service.statuses() == {SERVING}
+    assert emailed_orders(smtp.received()) == Counter([placed[0], placed[2]])
+    assert len(refused) == 1 and refused[0].attempts == 0 and refused[0].send_time.seconds == 0
+    assert "PENDING" in refused[0].last_error, refused[0].last_error
+    # Started again, it neither stops at that event nor sends it; the next order is emailed.
+    async with notification_service(service_env, smtp, orders, **env):
+        placed += await place(orders)
+        await smtp.arrived(3, 10)
+        await asyncio.sleep(0.5)
+    assert emailed_orders(smtp.received()) == Counter([placed[0], placed[2], placed[3]])

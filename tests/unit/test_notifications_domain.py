@@ -1,5 +1,7 @@
 """What each order event's email says, and the retry back-off, without network."""
 
+import dataclasses
+
 import pytest
 
 from meshkit.money import Money
@@ -55,3 +57,24 @@ def test_message_id_is_stable_per_event_and_unique_across_events():
 def test_retry_back_off_doubles_up_to_the_cap_then_gives_up():
     policy = domain.RetryPolicy(max_attempts=5, first_delay=2, max_delay=10)
     assert [policy.delay_after(n) for n in range(1, 6)] == [2, 4, 8, 10, None]
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"status": "PENDING"}, "moving to PENDING"),  # a change to PENDING gets no email
+        ({"status": "REFUNDED"}, "moving to REFUNDED"),  # a status newer than this service
+        ({"customer_email": ""}, "address has 0 characters"),
+        ({"customer_email": "a" * 250 + "@x.io"}, "address has 255 characters"),
+        ({"order_id": "x" * 37}, "order id has 37 characters"),
+    ],
+)
+def test_an_event_no_email_can_be_written_for_says_why(change, reason):
+    with pytest.raises(domain.CannotRender, match=reason):
+        domain.render(dataclasses.replace(event("CONFIRMED"), **change))
+
+
+def test_what_is_kept_of_an_unsendable_event_carries_its_message_id():
+    kept = domain.unsendable(ORDER_ID, 7, "ann@example.com")
+    assert kept.message_id == domain.render(event("CONFIRMED")).message_id
+    assert (kept.recipient, kept.subject, kept.body) == ("ann@example.com", "", "")
