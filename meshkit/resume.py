@@ -18,6 +18,19 @@ from meshkit.database import is_outage
 
 log = logging.getLogger(__name__)
 
+# For the channel a stream is followed over: HTTP/2 pings every 10 s, the connection
+# given up after 5 s without an answer. A stream held by a frozen peer sends nothing and
+# never ends; only an unanswered ping shows it (within 15 s), and follow() then resumes.
+# Pings go out with no call open and no data in between too: a quiet stream is the
+# normal case. (meshkit.server's KEEPALIVE_ACCEPTED lets servers take them.)
+FOLLOWER_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
 def is_transient(error: BaseException) -> bool:
     """A call to a peer that failed, or a database that is away for a while."""
     return isinstance(error, grpc.aio.AioRpcError) or is_outage(error)

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 import grpc
 
-from meshkit import config, migrations
+from meshkit import config, migrations, resume
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from notifications.api import NotificationServicer
@@ -45,7 +45,8 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     migrations.upgrade(db, "notifications")
     store = NotificationStore(db)
     sender = Sender(store, mailer, sender_address, policy)
-    channel = grpc.aio.insecure_channel(mesh)
+    # keepalive: an order event stream held by a frozen Order replica is noticed, and resumed
+    channel = grpc.aio.insecure_channel(mesh, options=resume.FOLLOWER_CHANNEL_OPTIONS)
     consumer = OrderEventConsumer(channel, store, on_recorded=sender.wake)
     app = create_server(
         listen,

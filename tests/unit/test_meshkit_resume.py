@@ -11,6 +11,7 @@ from sqlalchemy import exc
 
 from meshkit import resume
 from meshkit.database import is_outage
+from meshkit.server import KEEPALIVE_ACCEPTED
 
 
 def locked() -> exc.OperationalError:
@@ -98,3 +99,12 @@ async def test_cancelling_stops_the_work_at_once():
     with pytest.raises(asyncio.CancelledError):
         await task
 
+
+def test_servers_take_the_keepalive_pings_followers_send():
+    sent = dict(resume.FOLLOWER_CHANNEL_OPTIONS)
+    taken = dict(KEEPALIVE_ACCEPTED)
+    # more often than a server takes, and it answers with GOAWAY "too_many_pings"
+    assert sent["grpc.keepalive_time_ms"] >= taken["grpc.http2.min_ping_interval_without_data_ms"]
+    assert sent["grpc.keepalive_permit_without_calls"] <= taken["grpc.keepalive_permit_without_calls"]
+    # a frozen peer is noticed within 15 s
+    assert sent["grpc.keepalive_time_ms"] + sent["grpc.keepalive_timeout_ms"] <= 15_000
