@@ -9,7 +9,7 @@ import grpc
 from inventory import faults
 from inventory.order_events import OrderFollower
 from inventory.storage import InventoryStore
-from meshkit import config, migrations
+from meshkit import config, migrations, resume
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -35,7 +35,8 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     migrations.upgrade(db, "inventory")
     store = InventoryStore(db)
     servicer = faults.servicer_from_env(env, store, wait)
-    channel = grpc.aio.insecure_channel(mesh)
+    # the order event stream is followed over it: pings find a peer that froze
+    channel = grpc.aio.insecure_channel(mesh, options=resume.FOLLOWER_CHANNEL_OPTIONS)
     # expired reservations are looked for a few times per wait, at most every 10 s
     settle_every = min(max(wait.total_seconds() / 4, 0.5), 10.0)
     follower = OrderFollower(channel, store, settle_every, grace)

@@ -32,11 +32,11 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 # The v1 reflection protocol is wire-identical to v1alpha; newer clients ask v1 first.
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 # HTTP/2 keepalive pings that peers may send, even on a quiet stream or connection (a
-# follower's channel, resume.FOLLOWER_CHANNEL_OPTIONS, and Envoy's upstream pings): grpc's
-# default of one per 5 minutes answers a ping every 10 s with GOAWAY "too_many_pings"
-# after 30 s, breaking every stream on the connection.
+# follower's channel, resume.FOLLOWER_CHANNEL_OPTIONS, and Envoy's upstream pings every
+# 3 s): grpc's default of one per 5 minutes answers a ping every 10 s with GOAWAY
+# "too_many_pings" after 30 s, breaking every stream on the connection.
 KEEPALIVE_ACCEPTED = [
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 
