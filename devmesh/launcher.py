@@ -160,6 +160,10 @@ class Mesh:
             raise MeshError(f"{name} exited with status {code} while starting\n{tail}")
 
     def start_envoy(self, timeout: float = 30.0) -> None:
+        self._spawn_envoy()
+        self.wait_envoy_healthy(timeout)
+
+    def _spawn_envoy(self) -> None:
         # made on first start; what the environment names instead (a real JWKS or
         # certificate) wins
         made = credentials.ensure(self.layout.credentials)
@@ -181,7 +185,6 @@ class Mesh:
                 "--file-flush-interval-msec", "1000",
             ],
         )
-        self.wait_envoy_healthy(timeout)
 
     def admin_get(self, path: str) -> str:
         return admin_get(self.layout.admin, path)
@@ -210,11 +213,17 @@ class Mesh:
     def unhealthy_clusters(self) -> set[str]:
         return {name for name, hosts in cluster_health(self.layout.admin).items() if not hosts or not all(hosts)}
 
-    def start(self) -> "Mesh":
+    def start(self, timeout: float = 30.0) -> "Mesh":
+        """Every service and Envoy at once (none needs another to start: streams between
+        them wait until they can open, and Envoy health-checks each service until it
+        serves); returns once all serve and Envoy routes to each."""
         try:
             for name in SERVICES:
-                self.start_service(name)
-            self.start_envoy()
+                self._spawn(name, [sys.executable, "-m", name])
+            self._spawn_envoy()
+            for name in SERVICES:
+                self._wait_serving(name, self.layout.address(LISTEN_VARS[name]), timeout)
+            self.wait_envoy_healthy(timeout)
         except BaseException:
             self.stop()
             raise
