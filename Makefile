@@ -11,6 +11,9 @@ INSTALLED := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
+# test files run on this many workers, each file on one (its meshes and order kept);
+# TEST_WORKERS=0 runs them all in this process
+TEST_WORKERS ?= 2
 # e.g. make bench BENCH_ARGS="--pg --duration 20"
 BENCH_ARGS ?=
 
@@ -20,7 +23,7 @@ up: install gen/shopmesh.pb
 	$(BIN)/python -m devmesh
 
 test: lint load-tools browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install load-tools gen/shopmesh.pb
 	$(BIN)/python -m bench $(BENCH_ARGS)
