@@ -90,19 +90,28 @@ def ensure(credentials: Credentials, now: dt.datetime | None = None) -> Credenti
     now = now or dt.datetime.now(dt.UTC)
     if not credentials.signing_key.exists() or not credentials.jwks.exists():
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_private_key(credentials.signing_key, key)
-        _write(credentials.jwks, json.dumps(jwks_of(key.public_key()), indent=2) + "\n")
+        write_private_key(credentials.signing_key, key)
+        write_file(credentials.jwks, json.dumps(jwks_of(key.public_key()), indent=2) + "\n")
     if not credentials.ca.exists() or not credentials.ca_key.exists() or _expiring(credentials.ca, now):
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        _write_private_key(credentials.ca_key, ca_key)
-        _write(credentials.ca, _pem(_ca_certificate(ca_key, now)))
+        write_private_key(credentials.ca_key, ca_key)
+        write_file(credentials.ca, pem(ca_certificate(ca_key, now, "ShopMesh development CA", dt.timedelta(days=CA_DAYS))))
         credentials.edge_cert.unlink(missing_ok=True)  # signed by the old CA
     if not credentials.edge_cert.exists() or not credentials.edge_key.exists() or _expiring(credentials.edge_cert, now):
         ca_key = serialization.load_pem_private_key(credentials.ca_key.read_bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(credentials.ca.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_private_key(credentials.edge_key, key)
-        _write(credentials.edge_cert, _pem(_edge_certificate(key, ca_cert, ca_key, now)))
+        write_private_key(credentials.edge_key, key)
+        names = []
+        for name in EDGE_NAMES:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                names.append(x509.DNSName(name))
+        edge = leaf_certificate(
+            key, (ca_cert, ca_key), now, dt.timedelta(days=CERT_DAYS), "localhost", names, [ExtendedKeyUsageOID.SERVER_AUTH]
+        )
+        write_file(credentials.edge_cert, pem(edge))
     return credentials
 
 
@@ -126,8 +135,11 @@ def _expiring(cert_path: Path, now: dt.datetime) -> bool:
     return cert.not_valid_after_utc - now < RENEW_BEFORE
 
 
-def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ShopMesh development CA")])
+def ca_certificate(
+    key: ec.EllipticCurvePrivateKey, now: dt.datetime, common_name: str, lifetime: dt.timedelta
+) -> x509.Certificate:
+    """A self-signed CA that signs end-entity certificates only (path length 0)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -135,7 +147,7 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.C
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -149,26 +161,28 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.C
     )
 
 
-def _edge_certificate(
-    key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, ca_key, now: dt.datetime
+def leaf_certificate(
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+    common_name: str,
+    names: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
 ) -> x509.Certificate:
-    names = []
-    for name in EDGE_NAMES:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            names.append(x509.DNSName(name))
+    """An end-entity certificate for key, signed by issuer (its certificate and key)."""
+    ca_cert, ca_key = issuer
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+        .not_valid_after(now + lifetime)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
         )
@@ -176,18 +190,18 @@ def _edge_certificate(
     )
 
 
-def _pem(cert: x509.Certificate) -> str:
+def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write(path, pem.decode(), mode=0o600)
+    write_file(path, pem.decode(), mode=0o600)
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
+def write_file(path: Path, text: str, mode: int = 0o644) -> None:
     """Writes atomically (a reader never sees half a key) with mode set from the start."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = path.with_name(path.name + ".partial")

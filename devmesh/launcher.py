@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from devmesh import credentials, envoy_config, token
+from devmesh import credentials, envoy_config, mesh_identity, token
 from devmesh.paths import ROOT
 from devmesh.ports import free_ports
 from meshkit import probe
@@ -167,6 +167,8 @@ class Mesh:
         # made on first start; what the environment names instead (a real JWKS or
         # certificate) wins
         made = credentials.ensure(self.layout.credentials)
+        # the mesh's own CA and each process's identity, for mutual TLS inside the mesh
+        mesh_identity.ensure(mesh_identity.for_credentials(made))
         params = replace(
             envoy_config.params_from_env(made.under(self.layout.env)),
             access_log=str(self.run_dir / "envoy-access.log"),
