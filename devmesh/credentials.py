@@ -92,24 +92,19 @@ def ensure(credentials: Credentials, now: dt.datetime | None = None) -> Credenti
         key = ec.generate_private_key(ec.SECP256R1())
         write_private_key(credentials.signing_key, key)
         write_file(credentials.jwks, json.dumps(jwks_of(key.public_key()), indent=2) + "\n")
-    if not credentials.ca.exists() or not credentials.ca_key.exists() or _expiring(credentials.ca, now):
+    if not credentials.ca.exists() or not credentials.ca_key.exists() or expires_within(credentials.ca, now, RENEW_BEFORE):
         ca_key = ec.generate_private_key(ec.SECP256R1())
         write_private_key(credentials.ca_key, ca_key)
         write_file(credentials.ca, pem(ca_certificate(ca_key, now, "ShopMesh development CA", dt.timedelta(days=CA_DAYS))))
         credentials.edge_cert.unlink(missing_ok=True)  # signed by the old CA
-    if not credentials.edge_cert.exists() or not credentials.edge_key.exists() or _expiring(credentials.edge_cert, now):
+    if not credentials.edge_cert.exists() or not credentials.edge_key.exists() or expires_within(credentials.edge_cert, now, RENEW_BEFORE):
         ca_key = serialization.load_pem_private_key(credentials.ca_key.read_bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(credentials.ca.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
         write_private_key(credentials.edge_key, key)
-        names = []
-        for name in EDGE_NAMES:
-            try:
-                names.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                names.append(x509.DNSName(name))
         edge = leaf_certificate(
-            key, (ca_cert, ca_key), now, dt.timedelta(days=CERT_DAYS), "localhost", names, [ExtendedKeyUsageOID.SERVER_AUTH]
+            key, (ca_cert, ca_key), now, dt.timedelta(days=CERT_DAYS), "localhost", _edge_names(),
+            [ExtendedKeyUsageOID.SERVER_AUTH],
         )
         write_file(credentials.edge_cert, pem(edge))
     return credentials
@@ -130,9 +125,20 @@ def jwks_of(public_key: ec.EllipticCurvePublicKey) -> dict:
     return {"keys": [{**jwk, "kid": key_id(public_key), "alg": TOKEN_ALGORITHM, "use": "sig"}]}
 
 
-def _expiring(cert_path: Path, now: dt.datetime) -> bool:
+def expires_within(cert_path: Path, now: dt.datetime, margin: dt.timedelta) -> bool:
+    """Whether the certificate at cert_path ends less than margin after now."""
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return cert.not_valid_after_utc - now < RENEW_BEFORE
+    return cert.not_valid_after_utc - now < margin
+
+
+def _edge_names() -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    for name in EDGE_NAMES:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            names.append(x509.DNSName(name))
+    return names
 
 
 def ca_certificate(

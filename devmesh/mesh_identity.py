@@ -103,8 +103,8 @@ def identity_of(cert_path: Path) -> str:
 
 
 def _renew_due(cert_path: Path, lifetime: dt.timedelta, now: dt.datetime) -> bool:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return cert.not_valid_after_utc - now < lifetime / 3
+    """A third of its life left (of a certificate made for lifetime)."""
+    return credentials.expires_within(cert_path, now, lifetime / 3)
 
 
 def _signed_by(cert_path: Path, ca_cert: x509.Certificate) -> bool:
