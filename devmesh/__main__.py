@@ -3,6 +3,7 @@
 import os
 import signal
 import sys
+import time
 
 from devmesh import demo
 from devmesh.launcher import Layout, Mesh, MeshError
@@ -17,6 +18,7 @@ ShopMesh is up.
   data (SQLite)                       {data}
   emails (Maildir)                    {data}/maildir/new (unless SMTP_HOST is set)
   Envoy logs                          {run_dir}/envoy.log, {run_dir}/envoy-access.log
+  mesh identities (mutual TLS)        {identities}/<name>/ (renewed while it runs)
 
 Every call but the catalogue needs a token; development tokens come from this mesh's key:
   ANN=$(.venv/bin/python -m devmesh.token --email ann@example.com --roles customer)
@@ -33,8 +35,14 @@ Try it:
   curl -s --cacert {ca} -H "authorization: Bearer $ANN" https://{public_tls}/v1/orders
   curl -s --cacert {ca} -H "authorization: Bearer $OPS" -X POST https://{public_tls}/v1/orders/ORDER_ID:confirm
 
+A service's own port takes only mutual TLS, e.g. with the operator's identity:
+  grpcurl -cacert {identities}/operator/ca.pem -cert {identities}/operator/cert.pem \\
+      -key {identities}/operator/key.pem -servername orders {orders} list
+
 Ctrl-C stops everything.
 """
+# how often the running mesh looks for certificates near their end (each lives 24 h)
+RENEW_EVERY_SECONDS = 600
 
 
 def main() -> None:
@@ -59,10 +67,13 @@ def main() -> None:
             BANNER.format(
                 public=layout.public, public_tls=layout.public_tls, ca=layout.credentials.ca,
                 mesh=layout.mesh, admin=layout.admin, data=data, run_dir=run_dir,
+                identities=layout.mesh_identity.root, orders=layout.address("ORDERS_LISTEN"),
             ),
             flush=True,
         )
-        signal.pause()
+        while True:
+            time.sleep(RENEW_EVERY_SECONDS)
+            mesh.renew_identities()
     except KeyboardInterrupt:
         pass
     except MeshError as error:

@@ -200,11 +200,14 @@ def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(
+def private_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    write_file(path, pem.decode(), mode=0o600)
+    ).decode()
+
+
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    write_file(path, private_pem(key), mode=0o600)
 
 
 def write_file(path: Path, text: str, mode: int = 0o644) -> None:

@@ -3,9 +3,13 @@
 One template serves every environment (local run, tests, compose); addresses, files,
 limits and the token issuer differ, and they come from EnvoyParams. The template holds
 every optional part; what a deployment does not use (the TLS listener without a
-certificate, the JWKS file or URL not chosen) is dropped after rendering:
+certificate, the JWKS file or URL not chosen) is dropped after rendering.
 
-    python -m devmesh.envoy_config --out /tmp/envoy.yaml --validate
+Envoy's mesh identity (ENVOY_MESH_TLS_DIR: cert.pem, key.pem, ca.pem) reaches it through
+a second file written beside the bootstrap, the file-watched secrets (SDS) that let a
+rotation take effect while Envoy runs:
+
+    python -m devmesh.envoy_config --out /tmp/envoy.yaml --validate   # and /tmp/envoy.mesh_*.yaml
     envoy -c /tmp/envoy.yaml
 
 or, in a container, make development credentials if needed, render and become Envoy:
@@ -29,7 +33,8 @@ from types import MappingProxyType
 
 import yaml
 
-from devmesh import credentials, paths
+from devmesh import credentials, mesh_identity, paths
+from meshkit import config, mesh_tls
 from meshkit.config import ConfigError
 
 TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
@@ -62,6 +67,7 @@ ENV_VARS = MappingProxyType({
     "orders": ("ORDERS_UPSTREAM", "ORDERS_LISTEN"),
     "inventory": ("INVENTORY_UPSTREAM", "INVENTORY_LISTEN"),
     "notifications": ("NOTIFICATIONS_UPSTREAM", "NOTIFICATIONS_LISTEN"),
+    "mesh_tls_dir": ("ENVOY_MESH_TLS_DIR",),
     "descriptor_set": ("ENVOY_DESCRIPTOR_SET",),
     "access_log": ("ENVOY_ACCESS_LOG",),
     "rate_limit_rps": ("ENVOY_RATE_LIMIT_RPS",),
@@ -83,7 +89,7 @@ LIMITS = (
 )
 # Whole numbers that may be 0.
 COUNTS = ("xff_trusted_hops",)
-PATHS = ("descriptor_set", "tls_cert", "tls_key", "jwks_file", "jwks_ca")
+PATHS = ("descriptor_set", "tls_cert", "tls_key", "jwks_file", "jwks_ca", "mesh_tls_dir")
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class EnvoyParams:
     tls_key: Path | None = None
     allow_plaintext_public: bool = False
     mesh: str = "127.0.0.1:8081"
+    # Envoy's identity inside the mesh (meshkit.mesh_tls's layout); required
+    mesh_tls_dir: Path | None = None
     admin: str = "127.0.0.1:9901"
     orders: str = "127.0.0.1:50051"
     inventory: str = "127.0.0.1:50052"
@@ -170,10 +178,63 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def render(params: EnvoyParams) -> str:
-    """The bootstrap YAML for params. Raises ValueError for a malformed address or an
-    unsafe choice (plaintext on a public address, no keys to verify tokens with)."""
-    values: dict[str, object] = {}
+# Envoy's mesh identity, each a file-watched secret (SDS) of its own
+SECRETS = ("mesh_identity", "mesh_trust")
+
+
+def secret_files(out: Path) -> dict[str, Path]:
+    """Where the mesh secrets go for a bootstrap written to out: beside it."""
+    return {name: out.with_name(f"{out.stem}.{name}.yaml") for name in SECRETS}
+
+
+def write(params: EnvoyParams, out: Path) -> None:
+    """The bootstrap to out, and its mesh secrets beside it (secret_files)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = secret_files(out)
+    config = render(params, files)
+    for name, text in render_secrets(params).items():
+        files[name].write_text(text)
+    out.write_text(config)
+
+
+def render_secrets(params: EnvoyParams) -> dict[str, str]:
+    """The file-watched secrets of Envoy's mesh identity: its certificate and key, and the
+    CA bundle it trusts. Envoy reloads them when an entry of the identity's directory is
+    moved (a rotation swaps its `..data` link: devmesh.mesh_identity.publish)."""
+    directory = _mesh_tls_dir(params).resolve()
+    watched = {"path": str(directory)}
+    secrets = {
+        "mesh_identity": {"tls_certificate": {
+            "certificate_chain": {"filename": str(directory / mesh_tls.CERT_FILE)},
+            "private_key": {"filename": str(directory / mesh_tls.KEY_FILE)},
+            "watched_directory": watched,
+        }},
+        "mesh_trust": {"validation_context": {
+            "trusted_ca": {"filename": str(directory / mesh_tls.CA_FILE)},
+            "watched_directory": watched,
+        }},
+    }
+    secret_type = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+    return {
+        name: yaml.safe_dump({"resources": [{"@type": secret_type, "name": name, **secret}]}, sort_keys=False)
+        for name, secret in secrets.items()
+    }
+
+
+def _mesh_tls_dir(params: EnvoyParams) -> Path:
+    if params.mesh_tls_dir is None:
+        raise ValueError("Envoy needs its mesh identity: set ENVOY_MESH_TLS_DIR (`python -m devmesh.mesh_identity` makes one)")
+    return Path(params.mesh_tls_dir)
+
+
+def render(params: EnvoyParams, secrets: Mapping[str, Path] | None = None) -> str:
+    """The bootstrap YAML for params, reading its mesh secrets from the files secrets
+    names (written by render_secrets; default: beside an envoy.yaml in the working
+    directory). Raises ValueError for a malformed address or an unsafe choice (plaintext
+    on a public address, no keys to verify tokens with, no mesh identity)."""
+    secrets = secrets or secret_files(Path("envoy.yaml"))
+    values: dict[str, object] = {f"{name}_sds": json.dumps(str(Path(secrets[name]).resolve())) for name in SECRETS}
+    values["trust_domain"] = mesh_tls.TRUST_DOMAIN
     # without a collector the cluster is still declared (the tracer needs one) but never used
     for name, address in [*((n, getattr(params, n)) for n in LISTENERS), ("collector", params.collector or "127.0.0.1:4317")]:
         host, port = split_address(address)
@@ -192,6 +253,7 @@ def render(params: EnvoyParams) -> str:
         raise ValueError("no keys to verify tokens with: set SHOPMESH_JWKS_FILE or SHOPMESH_JWKS_URL")
     if not params.jwks_url:
         _check_jwks_file(params.jwks_file)
+    _mesh_tls_dir(params)
     # Envoy resolves a relative path against its own working directory
     for name in PATHS:
         value = getattr(params, name)
@@ -311,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exec", action="store_true",
                         help="then replace this process with envoy -c OUT and the arguments after --")
     parser.add_argument("--dev-credentials", action="store_true",
-                        help="create the development signing key, JWKS and edge certificate in "
-                             "SHOPMESH_DATA_DIR when missing, and use them where no variable names others")
+                        help="create the development signing key, JWKS, edge certificate and mesh "
+                             "identities in SHOPMESH_DATA_DIR when missing or near their end, and use "
+                             "them where no variable names others")
     parser.add_argument("envoy_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.exec and args.out is None:
@@ -322,21 +385,21 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ)
         if args.dev_credentials:
             env = credentials.ensure(credentials.for_env(env)).under(env)
-        config = render(params_from_env(env))
+            if not env.get("ENVOY_MESH_TLS_DIR"):
+                env = mesh_identity.under(mesh_identity.ensure(mesh_identity.for_data_dir(config.data_dir(env))), env)
+        params = params_from_env(env)
+        if args.out is None:
+            sys.stdout.write(render(params))
+        else:
+            write(params, args.out)
     except (ValueError, ConfigError) as error:
         print(f"envoy_config: {error}", file=sys.stderr)
         return 2
 
-    if args.out is None:
-        sys.stdout.write(config)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(config)
-
     if args.validate:
         with tempfile.TemporaryDirectory() as tmp:
             target = args.out or Path(tmp) / "envoy.yaml"
-            target.write_text(config)
+            write(params, target)
             try:
                 result = validate(target)
             except FileNotFoundError as error:

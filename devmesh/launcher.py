@@ -15,12 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import grpc
-
 from devmesh import credentials, envoy_config, mesh_identity, token
 from devmesh.paths import ROOT
 from devmesh.ports import free_ports
-from meshkit import probe
+from meshkit import config, mesh_tls, probe
 
 SERVICES = ("inventory", "orders", "notifications")
 LISTEN_VARS = {"orders": "ORDERS_LISTEN", "inventory": "INVENTORY_LISTEN", "notifications": "NOTIFICATIONS_LISTEN"}
@@ -95,6 +93,15 @@ class Layout:
         return credentials.for_env(self.env)
 
     @property
+    def mesh_identity(self) -> mesh_identity.MeshIdentity:
+        """The mesh CA and every process's identity in this mesh's data dir."""
+        return mesh_identity.for_data_dir(config.data_dir(self.env))
+
+    def tls(self, name: str) -> mesh_tls.MeshTls:
+        """The mesh identity called name (a service's, Envoy's or the operator's)."""
+        return mesh_tls.MeshTls(self.mesh_identity.directory(name), name)
+
+    @property
     def mesh(self) -> str:
         return self.env["MESH_ADDRESS"]
 
@@ -113,6 +120,16 @@ class Mesh:
         self.log_files = log_files
         self.processes: dict[str, subprocess.Popen] = {}
         run_dir.mkdir(parents=True, exist_ok=True)
+        # made on first start, renewed near their end; what the environment names
+        # instead (a real JWKS or certificate) wins
+        self.credentials = credentials.ensure(layout.credentials)
+        # the mesh's own CA and each process's identity, for mutual TLS inside the mesh
+        self.renew_identities()
+
+    def renew_identities(self) -> None:
+        """New certificates for those near their end (`make up` calls it now and then):
+        the running processes take them on their next connections."""
+        mesh_identity.ensure(self.layout.mesh_identity)
 
     def log_path(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
@@ -136,16 +153,19 @@ class Mesh:
         self.start_process(name, [sys.executable, "-m", name], self.layout.address(LISTEN_VARS[name]), timeout)
 
     def start_process(
-        self, name: str, command: list[str], address: str, timeout: float = 30.0, env: Mapping[str, str] | None = None
+        self, name: str, command: list[str], address: str, timeout: float = 30.0, env: Mapping[str, str] | None = None,
+        identity: str | None = None,
     ) -> None:
         """Starts any gRPC server process (with env on top of the mesh's) and waits until
-        its health check at address says SERVING."""
+        its health check at address says SERVING. identity: the mesh identity it serves
+        with (default: the name before any "-", so "orders-2" is another Orders)."""
         self._spawn(name, command, env)
-        self._wait_serving(name, address, timeout)
+        self._wait_serving(name, address, timeout, identity)
 
-    def _wait_serving(self, name: str, address: str, timeout: float) -> None:
+    def _wait_serving(self, name: str, address: str, timeout: float, identity: str | None = None) -> None:
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(address) as channel:
+        server = identity or name.split("-")[0]
+        with probe.secure_channel(address, self.layout.tls(mesh_tls.OPERATOR), server) as channel:
             while time.monotonic() < deadline:
                 self._check_alive(name)
                 if probe.serving(channel):
@@ -164,17 +184,10 @@ class Mesh:
         self.wait_envoy_healthy(timeout)
 
     def _spawn_envoy(self) -> None:
-        # made on first start; what the environment names instead (a real JWKS or
-        # certificate) wins
-        made = credentials.ensure(self.layout.credentials)
-        # the mesh's own CA and each process's identity, for mutual TLS inside the mesh
-        mesh_identity.ensure(mesh_identity.for_credentials(made))
-        params = replace(
-            envoy_config.params_from_env(made.under(self.layout.env)),
-            access_log=str(self.run_dir / "envoy-access.log"),
-        )
+        env = mesh_identity.under(self.layout.mesh_identity, self.credentials.under(self.layout.env))
+        params = replace(envoy_config.params_from_env(env), access_log=str(self.run_dir / "envoy-access.log"))
         config_path = self.run_dir / "envoy.yaml"
-        config_path.write_text(envoy_config.render(params))
+        envoy_config.write(params, config_path)
         self._spawn(
             "envoy",
             [

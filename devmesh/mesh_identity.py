@@ -2,19 +2,36 @@
 clients trust) and one short-lived certificate per process, named by a SPIFFE ID such as
 spiffe://shopmesh.local/orders. Each certificate serves for both ends of mutual TLS: a
 service presents it to its callers and to Envoy's mesh listener; Envoy presents its own
-to every service.
+to every service. The operator's certificate calls only, for grpcurl on a service's port.
 
-Made into the data directory by `make up` and the tests, never committed; private keys
-0600. A certificate with less than a third of its life left, or signed by a CA that was
-replaced, is made anew at start.
+Made into the data directory by `make up`, the tests and compose's init container, never
+committed; private keys 0600. Layout (meshkit.mesh_tls reads one identity's directory):
 
-    python -m devmesh.mesh_identity      # creates what is missing, prints the paths
+    mesh/ca/ca.pem, ca-key.pem            the CA (its key is never handed to a process)
+    mesh/<name>/cert.pem, key.pem, ca.pem  one identity, with the CA bundle it trusts
+
+An identity's files are published together, as Kubernetes publishes a Secret volume: a
+new directory, then one atomic swap of the `..data` link that cert.pem, key.pem and ca.pem
+point through. A reader (Envoy's file-watched SDS, a service's credentials) never sees a
+certificate of one generation with the key of another.
+
+A certificate with less than a third of its life left, or signed by a CA that was
+replaced, is made anew by ensure(). A replaced CA stays in every trust bundle until it
+expires, so peers still holding certificates it signed are trusted until they reload.
+
+    python -m devmesh.mesh_identity                  # creates what is missing or near its end
+    python -m devmesh.mesh_identity --rotate         # new certificates for every identity now
+    python -m devmesh.mesh_identity --rotate-ca      # a new CA too
+    python -m devmesh.mesh_identity --ca-cert C --ca-key K   # signed by your own CA
 """
 
+import argparse
 import datetime as dt
 import os
+import shutil
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,72 +42,190 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devmesh import credentials
+from meshkit import config
+from meshkit.mesh_tls import CA_FILE, CERT_FILE, ENVOY, KEY_FILE, OPERATOR, default_directory, spiffe_id
 
-TRUST_DOMAIN = "shopmesh.local"
-# every process that takes part in mutual TLS
-IDENTITIES = ("envoy", "orders", "inventory", "notifications")
+SERVICES = ("orders", "inventory", "notifications")
+# every process that takes part in mutual TLS, and the operator who debugs one
+IDENTITIES = (ENVOY, *SERVICES, OPERATOR)
 CA_LIFETIME = dt.timedelta(days=365)
 # short-lived: a stolen key is of use for a day at most
 CERT_LIFETIME = dt.timedelta(hours=24)
-
-
-def spiffe_id(name: str, trust_domain: str = TRUST_DOMAIN) -> str:
-    return f"spiffe://{trust_domain}/{name}"
+DATA_LINK = "..data"
 
 
 @dataclass(frozen=True)
 class MeshIdentity:
-    """Where one data directory keeps the mesh CA and each process's certificate."""
+    """Where one data directory keeps the mesh CA and each identity."""
 
     root: Path
 
     @property
     def ca(self) -> Path:
-        return self.root / "ca.pem"
+        return self.root / "ca" / "ca.pem"
 
     @property
     def ca_key(self) -> Path:
-        return self.root / "ca-key.pem"
+        return self.root / "ca" / "ca-key.pem"
+
+    @property
+    def previous_ca(self) -> Path:
+        """The CA before the last rotation, trusted until it expires."""
+        return self.root / "ca" / "previous-ca.pem"
+
+    def directory(self, name: str) -> Path:
+        return self.root / name
 
     def cert(self, name: str) -> Path:
-        return self.root / f"{name}.pem"
+        return self.directory(name) / CERT_FILE
 
     def key(self, name: str) -> Path:
-        return self.root / f"{name}-key.pem"
+        return self.directory(name) / KEY_FILE
+
+    def bundle(self, name: str) -> Path:
+        return self.directory(name) / CA_FILE
 
 
-def for_credentials(made: credentials.Credentials) -> MeshIdentity:
-    return MeshIdentity(made.root / "mesh")
+def for_data_dir(data_dir: Path) -> MeshIdentity:
+    return MeshIdentity(default_directory(data_dir, ENVOY).parent)
+
+
+def under(identity: MeshIdentity, env: Mapping[str, str]) -> dict[str, str]:
+    """env, with Envoy pointed at its identity here unless env names another."""
+    return {**env, "ENVOY_MESH_TLS_DIR": env.get("ENVOY_MESH_TLS_DIR") or str(identity.directory(ENVOY))}
 
 
 def ensure(
     identity: MeshIdentity, names: Iterable[str] = IDENTITIES, now: dt.datetime | None = None,
-    trust_domain: str = TRUST_DOMAIN,
+    *, rotate: bool = False, rotate_ca: bool = False, own_ca: tuple[Path, Path] | None = None,
 ) -> MeshIdentity:
-    """Creates the mesh CA and a certificate for each of names where missing, near its
-    end, or signed by another CA; keeps the rest."""
+    """Creates the mesh CA and each identity of names where missing, near its end, or
+    signed by another CA; keeps the rest. rotate: new certificates for all of names;
+    rotate_ca: a new CA as well. own_ca (certificate and key files): sign with that CA."""
     now = now or dt.datetime.now(dt.UTC)
-    if not identity.ca.exists() or not identity.ca_key.exists() or _renew_due(identity.ca, CA_LIFETIME, now):
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        credentials.write_private_key(identity.ca_key, ca_key)
-        credentials.write_file(identity.ca, credentials.pem(credentials.ca_certificate(ca_key, now, "ShopMesh mesh CA", CA_LIFETIME)))
-    ca_cert = x509.load_pem_x509_certificate(identity.ca.read_bytes())
-    ca_key = serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None)
+    if own_ca is not None:
+        ca_cert, ca_key = _adopt_ca(identity, own_ca)
+    else:
+        if rotate_ca or not identity.ca.exists() or not identity.ca_key.exists() or _renew_due(identity.ca, CA_LIFETIME, now):
+            _new_ca(identity, now)
+        ca_cert = x509.load_pem_x509_certificate(identity.ca.read_bytes())
+        ca_key = serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None)
+    bundle = _trust_bundle(identity, now)
     for name in names:
-        cert, key_path = identity.cert(name), identity.key(name)
-        if cert.exists() and key_path.exists() and not _renew_due(cert, CERT_LIFETIME, now) and _signed_by(cert, ca_cert):
+        if not rotate and _still_good(identity, name, ca_cert, bundle, now):
             continue
         key = ec.generate_private_key(ec.SECP256R1())
         issued = credentials.leaf_certificate(
             key, (ca_cert, ca_key), now, CERT_LIFETIME, name,
-            [x509.UniformResourceIdentifier(spiffe_id(name, trust_domain))],
-            # both ends of mutual TLS: the same certificate serves and calls
-            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            # the SPIFFE ID is the identity; the DNS name is what a gRPC client checks
+            [x509.UniformResourceIdentifier(spiffe_id(name)), x509.DNSName(name)],
+            # both ends of mutual TLS (the operator only calls)
+            [ExtendedKeyUsageOID.CLIENT_AUTH] if name == OPERATOR
+            else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         )
-        # the key first: a reader that finds the new certificate finds its key too
-        credentials.write_private_key(key_path, key)
-        credentials.write_file(cert, credentials.pem(issued))
+        publish(identity.directory(name), {
+            CERT_FILE: (credentials.pem(issued), 0o644),
+            KEY_FILE: (credentials.private_pem(key), 0o600),
+            CA_FILE: (bundle, 0o644),
+        })
     return identity
+
+
+def publish(directory: Path, files: dict[str, tuple[str, int]]) -> None:
+    """Puts files (name -> text, mode) in place at once: written into a new directory,
+    made current by renaming one link over `..data`, the old generation then removed."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    generation = directory / f"..{time.time_ns()}"
+    generation.mkdir(mode=0o700)
+    for name, (text, mode) in files.items():
+        credentials.write_file(generation / name, text, mode)
+    link = directory / f"{DATA_LINK}.partial"
+    link.unlink(missing_ok=True)
+    link.symlink_to(generation.name)
+    previous = os.readlink(directory / DATA_LINK) if (directory / DATA_LINK).is_symlink() else None
+    os.replace(link, directory / DATA_LINK)
+    for name in files:
+        entry = directory / name
+        if not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            entry.symlink_to(Path(DATA_LINK) / name)
+    if previous and previous != generation.name:
+        shutil.rmtree(directory / previous, ignore_errors=True)
+
+
+def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
+    if identity.ca.exists():
+        # trusted on until it ends, so that certificates it signed keep working meanwhile
+        credentials.write_file(identity.previous_ca, identity.ca.read_text())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    credentials.write_private_key(identity.ca_key, ca_key)
+    credentials.write_file(identity.ca, credentials.pem(credentials.ca_certificate(ca_key, now, "ShopMesh mesh CA", CA_LIFETIME)))
+
+
+def _adopt_ca(identity: MeshIdentity, own_ca: tuple[Path, Path], now: dt.datetime) -> None:
+    cert_path, key_path = own_ca
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise config.ConfigError(f"the mesh CA {cert_path} / {key_path} cannot be read: {error}") from None
+    if cert.public_key() != key.public_key():
+        raise config.ConfigError(f"{key_path} is not the key of {cert_path}")
+    if identity.ca.exists() and identity.ca.read_bytes() == cert_path.read_bytes():
+        return
+    if identity.ca.exists():
+        credentials.write_file(identity.previous_ca, identity.ca.read_text())
+    credentials.write_file(identity.ca_key, key_path.read_text(), mode=0o600)
+    credentials.write_file(identity.ca, cert_path.read_text())
+
+
+def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    _keep_previous(identity)
+    # the key first: a CA certificate is never found beside another CA's key
+    credentials.write_private_key(identity.ca_key, ca_key)
+    credentials.write_file(identity.ca, credentials.pem(credentials.ca_certificate(ca_key, now, "ShopMesh mesh CA", CA_LIFETIME)))
+
+
+def _adopt_ca(identity: MeshIdentity, own_ca: tuple[Path, Path]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The operator's CA, read where it is (its key is not copied); its certificate
+    becomes the mesh's."""
+    cert_path, key_path = own_ca
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise config.ConfigError(f"the mesh CA {cert_path} / {key_path} cannot be read: {error}") from None
+    if cert.public_key() != key.public_key():
+        raise config.ConfigError(f"{key_path} is not the key of {cert_path}")
+    if not identity.ca.exists() or x509.load_pem_x509_certificate(identity.ca.read_bytes()) != cert:
+        identity.ca_key.unlink(missing_ok=True)
+        _keep_previous(identity)
+        credentials.write_file(identity.ca, credentials.pem(cert))
+    return cert, key
+
+
+def _keep_previous(identity: MeshIdentity) -> None:
+    """The CA being replaced is trusted on until it ends: certificates it signed keep
+    working until their holders reload new ones."""
+    if identity.ca.exists():
+        credentials.write_file(identity.previous_ca, identity.ca.read_text())
+
+
+def _trust_bundle(identity: MeshIdentity, now: dt.datetime) -> str:
+    bundle = identity.ca.read_text()
+    if identity.previous_ca.exists() and not credentials.expires_within(identity.previous_ca, now, dt.timedelta(0)):
+        bundle += identity.previous_ca.read_text()
+    return bundle
+
+
+def _still_good(identity: MeshIdentity, name: str, ca_cert: x509.Certificate, bundle: str, now: dt.datetime) -> bool:
+    cert = identity.cert(name)
+    return (
+        cert.exists() and identity.key(name).exists() and identity.bundle(name).exists()
+        and identity.bundle(name).read_text() == bundle
+        and not _renew_due(cert, CERT_LIFETIME, now) and _signed_by(cert, ca_cert)
+    )
 
 
 def identity_of(cert_path: Path) -> str:
@@ -116,11 +251,26 @@ def _signed_by(cert_path: Path, ca_cert: x509.Certificate) -> bool:
     return True
 
 
-def main() -> int:
-    identity = ensure(for_credentials(credentials.for_env(os.environ)))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devmesh.mesh_identity", description=__doc__.splitlines()[0])
+    parser.add_argument("--rotate", action="store_true", help="new certificates for every identity now")
+    parser.add_argument("--rotate-ca", action="store_true", help="a new mesh CA, and new certificates")
+    parser.add_argument("--ca-cert", type=Path, help="sign with this CA certificate (PEM) instead of the mesh's own")
+    parser.add_argument("--ca-key", type=Path, help="the key of --ca-cert (PEM, unencrypted)")
+    args = parser.parse_args(argv)
+    if (args.ca_cert is None) != (args.ca_key is None):
+        parser.error("--ca-cert and --ca-key go together")
+    try:
+        identity = ensure(
+            for_data_dir(config.data_dir(os.environ)), rotate=args.rotate or args.rotate_ca, rotate_ca=args.rotate_ca,
+            own_ca=(args.ca_cert, args.ca_key) if args.ca_cert else None,
+        )
+    except config.ConfigError as error:
+        print(f"mesh_identity: {error}", file=sys.stderr)
+        return 2
     print(f"CA={identity.ca}")
     for name in IDENTITIES:
-        print(f"{name}={identity.cert(name)} {identity.key(name)} {spiffe_id(name)}")
+        print(f"{name}={identity.directory(name)} {spiffe_id(name)}")
     return 0
 
 

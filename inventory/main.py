@@ -4,12 +4,10 @@ the order event stream, server."""
 import datetime as dt
 from collections.abc import Mapping
 
-import grpc
-
 from inventory import faults
 from inventory.order_events import OrderFollower
 from inventory.storage import InventoryStore
-from meshkit import config, migrations, resume
+from meshkit import config, mesh_tls, migrations, resume
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -28,6 +26,7 @@ def reservation_timing(env: Mapping[str, str]) -> tuple[dt.timedelta, dt.timedel
 
 
 async def create_app(env: Mapping[str, str]) -> MeshServer:
+    tls = mesh_tls.MeshTls.from_env(env, "inventory")
     listen = config.address(env, "INVENTORY_LISTEN", "127.0.0.1:50052")
     mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
     wait, grace = reservation_timing(env)
@@ -36,7 +35,7 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     store = InventoryStore(db)
     servicer = faults.servicer_from_env(env, store, wait)
     # the order event stream is followed over it: pings find a peer that froze
-    channel = grpc.aio.insecure_channel(mesh, options=resume.FOLLOWER_CHANNEL_OPTIONS)
+    channel = mesh_tls.MeshChannel(tls, mesh, options=resume.FOLLOWER_CHANNEL_OPTIONS)
     # expired reservations are looked for a few times per wait, at most every 10 s
     settle_every = min(max(wait.total_seconds() / 4, 0.5), 10.0)
     follower = OrderFollower(channel, store, settle_every, grace)
@@ -44,7 +43,9 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
         listen,
         [ServiceBinding(SERVICE_NAME, servicer, inventory_pb2_grpc.add_InventoryServiceServicer_to_server)],
         error_domain="inventory.shopmesh",
+        tls=tls,
     )
+    app.background.append(channel.watch)
     app.background.extend([follower.follow, follower.settle_expired])
     app.on_close.extend([db.close, channel.close])
     return app

@@ -2,7 +2,7 @@
 
     python -m inventory.reconcile
 
-with the Inventory service's own environment (INVENTORY_DATABASE_URL, MESH_ADDRESS,
+with the Inventory service's own environment and identity (INVENTORY_DATABASE_URL, MESH_ADDRESS, MESH_TLS_DIR,
 INVENTORY_RESERVATION_TTL_SECONDS). It reads Inventory's database and lists every order
 through Envoy's mesh listener, prints each difference (a reservation that holds stock
 for no order, a cancelled order whose stock is still held, a product whose units do not
@@ -20,7 +20,7 @@ import grpc
 from inventory import domain
 from inventory.main import reservation_timing
 from inventory.storage import InventoryStore
-from meshkit import config
+from meshkit import config, mesh_tls
 from meshkit.database import Database, utcnow
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
@@ -49,7 +49,7 @@ async def check(env: Mapping[str, str]) -> list[str]:
         # the books first: an order placed meanwhile then shows as an order without a
         # reservation, never as stock that vanished
         reservations, books = await store.reservations(), await store.books()
-        async with grpc.aio.insecure_channel(mesh) as channel:
+        async with mesh_tls.channel(mesh_tls.MeshTls.from_env(env, "inventory"), mesh) as channel:
             orders = await all_orders(channel)
     finally:
         await db.close()

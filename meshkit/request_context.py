@@ -30,8 +30,10 @@ def outgoing_metadata() -> tuple[tuple[str, str], ...]:
     return ((REQUEST_ID_HEADER, current),) if current else ()
 
 
-def bind(context: grpc.aio.ServicerContext) -> None:
-    """Called at the start of every served call (by meshkit.status's interceptor)."""
+def bind(context: grpc.aio.ServicerContext, from_envoy: bool) -> None:
+    """Called at the start of every served call (by meshkit.status's interceptor). The
+    caller headers count only when the peer is Envoy (its certificate's SPIFFE ID): from
+    anyone else they are ignored, as forged."""
     metadata = context.invocation_metadata() or ()
     _request_id.set(next((value for key, value in metadata if key == REQUEST_ID_HEADER), ""))
-    _caller.set(callers.from_metadata(metadata))
+    _caller.set(callers.from_metadata(metadata) if from_envoy else _SERVICE)

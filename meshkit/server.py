@@ -1,5 +1,5 @@
-"""Server bootstrap shared by every service: a grpc.aio server with the error
-interceptor, standard health checking, reflection and graceful shutdown.
+"""Server bootstrap shared by every service: a grpc.aio server on mutual TLS with the
+error interceptor, standard health checking, reflection and graceful shutdown.
 
 create_server() builds a server without starting it (tests start it in-process);
 serve() runs one until SIGTERM or SIGINT, or until a background task fails; run() is what
@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from meshkit import config, logs, telemetry
+from meshkit import config, logs, mesh_tls, telemetry
 from meshkit.status import CallInterceptor
 
 log = logging.getLogger(__name__)
@@ -143,15 +143,20 @@ def create_server(
     bindings: Sequence[ServiceBinding],
     *,
     error_domain: str,
+    tls: mesh_tls.MeshTls,
     reflect_also: Sequence[str] = (),
 ) -> MeshServer:
-    """Builds (does not start) a server on listen ("host:port"; port 0 picks one).
+    """Builds (does not start) a server on listen ("host:port"; port 0 picks one) that
+    takes only callers with a certificate of the mesh CA (tls): Envoy, whose caller
+    headers it believes, an operator's, and its own (a probe inside its container).
 
     reflect_also names services this server does not serve but whose
     descriptors its reflection should describe.
     """
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(error_domain)],
+        interceptors=[CallInterceptor(
+            error_domain, admitted=frozenset(map(mesh_tls.spiffe_id, (mesh_tls.ENVOY, mesh_tls.OPERATOR, tls.name))),
+        )],
         # A second server on a busy port must fail, not share it silently.
         options=[
             ("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *KEEPALIVE_ACCEPTED
@@ -164,7 +169,7 @@ def create_server(
     names = [b.name for b in bindings]
     _add_reflection(server, [*names, *reflect_also, health.SERVICE_NAME, reflection.SERVICE_NAME])
     try:
-        port = server.add_insecure_port(listen)
+        port = server.add_secure_port(listen, tls.server_credentials())
     except RuntimeError as error:
         raise config.ConfigError(f"cannot listen on {listen}: {error}") from None
     return MeshServer(server, health_servicer, port, names)

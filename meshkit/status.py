@@ -18,7 +18,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import metrics
 
-from meshkit import errors, request_context
+from meshkit import errors, mesh_tls, request_context
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every served call: binds its request id (meshkit.request_context),
     turns DomainError into a rich status and any unexpected exception into
     INTERNAL without leaking its text to the client (it is logged instead), and
-    logs one line when the call ends: method, gRPC status, duration."""
+    logs one line when the call ends: method, gRPC status, duration.
 
-    def __init__(self, domain: str) -> None:
+    Only peers whose SPIFFE ID is in admitted are served (the TLS handshake already
+    proved the mesh CA signed their certificate); the rest get PERMISSION_DENIED.
+    """
+
+    def __init__(self, domain: str, admitted: frozenset[str]) -> None:
         self._domain = domain
+        self._admitted = admitted
+        self._envoy = mesh_tls.spiffe_id(mesh_tls.ENVOY)
         # OpenTelemetry's RPC metric: one histogram gives counts and latencies per method and code.
         self._duration = metrics.get_meter("meshkit").create_histogram(
             "rpc.server.duration", unit="ms", description="Duration of served gRPC calls"
@@ -120,10 +126,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     @contextlib.asynccontextmanager
     async def _call(self, context, method: str):
-        request_context.bind(context)
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            peer = mesh_tls.peer_id(context)
+            request_context.bind(context, from_envoy=peer == self._envoy)
+            if peer not in self._admitted:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this port serves Envoy and operators only")
             yield
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
@@ -174,6 +183,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                         yield response
 
             return handler._replace(unary_stream=unary_stream, request_deserializer=_lenient(handler.request_deserializer))
+        if handler.stream_stream and inspect.isasyncgenfunction(handler.stream_stream):
+            inner_bidi = handler.stream_stream  # reflection
+
+            async def stream_stream(requests, context):
+                async with self._call(context, method):
+                    async for response in inner_bidi(requests, context):
+                        yield response
+
+            return handler._replace(stream_stream=stream_stream)
         return handler
 
 

@@ -3,9 +3,7 @@ consumer and email sender, servicer, server."""
 
 from collections.abc import Mapping
 
-import grpc
-
-from meshkit import config, migrations, resume
+from meshkit import config, mesh_tls, migrations, resume
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from notifications.api import NotificationServicer
@@ -36,6 +34,7 @@ def retry_policy_from_env(env: Mapping[str, str]) -> RetryPolicy:
 
 
 async def create_app(env: Mapping[str, str]) -> MeshServer:
+    tls = mesh_tls.MeshTls.from_env(env, "notifications")
     listen = config.address(env, "NOTIFICATIONS_LISTEN", "127.0.0.1:50053")
     mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
     sender_address = config.get(env, "SMTP_FROM", "ShopMesh <orders@shopmesh.example>")
@@ -46,13 +45,15 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     store = NotificationStore(db)
     sender = Sender(store, mailer, sender_address, policy)
     # keepalive: an order event stream held by a frozen Order replica is noticed, and resumed
-    channel = grpc.aio.insecure_channel(mesh, options=resume.FOLLOWER_CHANNEL_OPTIONS)
+    channel = mesh_tls.MeshChannel(tls, mesh, options=resume.FOLLOWER_CHANNEL_OPTIONS)
     consumer = OrderEventConsumer(channel, store, on_recorded=sender.wake)
     app = create_server(
         listen,
         [ServiceBinding(SERVICE_NAME, NotificationServicer(store), notifications_pb2_grpc.add_NotificationServiceServicer_to_server)],
         error_domain="notifications.shopmesh",
+        tls=tls,
     )
+    app.background.append(channel.watch)
     app.background.extend([consumer.run, sender.run])
     app.on_close.extend([mailer.close, db.close, channel.close])
     return app

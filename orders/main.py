@@ -2,9 +2,7 @@
 
 from collections.abc import Mapping
 
-import grpc
-
-from meshkit import config, migrations
+from meshkit import config, mesh_tls, migrations
 from meshkit.database import Database
 from meshkit.server import MeshServer, ServiceBinding, create_server, run
 from orders import faults
@@ -28,6 +26,7 @@ MESH_API = [
 
 
 async def create_app(env: Mapping[str, str]) -> MeshServer:
+    tls = mesh_tls.MeshTls.from_env(env, "orders")
     listen = config.address(env, "ORDERS_LISTEN", "127.0.0.1:50051")
     defaults = WatchLimits()
     watch_limits = WatchLimits(
@@ -39,15 +38,17 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     migrations.upgrade(db, "orders")
     store = OrderStore(db)
     feed = ChangeFeed(store)
-    channel = grpc.aio.insecure_channel(mesh)
+    channel = mesh_tls.MeshChannel(tls, mesh)
     workflow = OrderWorkflow(store, faults.inventory_from_env(env, InventoryClient(channel)), on_change=feed.wake)
     servicer = OrderServicer(workflow, store, feed, OpenWatches(watch_limits))
     app = create_server(
         listen,
         [ServiceBinding(SERVICE_NAME, servicer, orders_pb2_grpc.add_OrderServiceServicer_to_server)],
         error_domain="orders.shopmesh",
+        tls=tls,
         reflect_also=MESH_API,
     )
+    app.background.append(channel.watch)
     app.background.append(feed.run)
     app.on_stopping.append(feed.close)
     app.on_close.extend([db.close, channel.close])

@@ -1,5 +1,5 @@
-"""Databases for the tests: every integration and end-to-end test that asks for
-`service_env` runs once on SQLite and once on PostgreSQL.
+"""Databases and mesh identities for the tests: every integration and end-to-end test
+that asks for `service_env` runs once on SQLite and once on PostgreSQL.
 
 PostgreSQL comes from SHOPMESH_TEST_PG_URL (default: the local server); each test
 gets throwaway databases, dropped afterwards. Without a server the PostgreSQL
@@ -12,7 +12,9 @@ import os
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from devmesh import mesh_identity
 from devmesh.postgres import DEFAULT_URL, PostgresServer
+from meshkit import mesh_tls
 
 PG_URL = os.environ.get("SHOPMESH_TEST_PG_URL", DEFAULT_URL)
 BACKENDS = ["sqlite", "postgresql"]
@@ -51,9 +53,23 @@ def database_url(env: dict, service: str) -> str:
     return env.get(f"{service.upper()}_DATABASE_URL") or f"sqlite:///{env['SHOPMESH_DATA_DIR']}/{service}.db"
 
 
+@pytest.fixture(scope="session")
+def identities(tmp_path_factory) -> mesh_identity.MeshIdentity:
+    """A mesh CA and every identity, made once for the in-process tests."""
+    return mesh_identity.ensure(mesh_identity.MeshIdentity(tmp_path_factory.mktemp("identities")))
+
+
+@pytest.fixture(scope="session")
+def envoy_tls(identities) -> mesh_tls.MeshTls:
+    """Envoy's identity. In-process services call each other directly, without an Envoy
+    between them, so each serves and calls with this identity in its place."""
+    return mesh_tls.MeshTls(identities.directory(mesh_tls.ENVOY), mesh_tls.ENVOY)
+
+
 @pytest.fixture(params=BACKENDS)
-def service_env(request, tmp_path):
+def service_env(request, tmp_path, envoy_tls):
     env, created = database_env(request.param, tmp_path, request)
+    env["MESH_TLS_DIR"] = str(envoy_tls.directory)
     yield env
     for url in created:
         request.getfixturevalue("postgres").drop_database(url)

@@ -1,7 +1,10 @@
-"""Each service in-process on a free port with its own SQLite database."""
+"""Each service in-process on a free port with its own database, on mutual TLS with
+Envoy's identity (tests/conftest.py: envoy_tls), which the test clients present too."""
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -10,6 +13,7 @@ from google.type import money_pb2
 from devmesh.ports import free_ports
 from devmesh.smtp_sink import SmtpSink
 from inventory.main import create_app as create_inventory
+from meshkit import mesh_tls
 from notifications.main import create_app as create_notifications
 from orders.main import create_app as create_orders
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -28,13 +32,19 @@ class Running:
         return f"127.0.0.1:{self.app.port}"
 
 
+def service_channel(env: Mapping[str, str], address: str) -> grpc.aio.Channel:
+    """A channel of its own to an in-process service, presenting the identity the services
+    of env serve with (Envoy's). Of its own: gRPC shares connections per address within a
+    process, and a service in this process may have tried this address before it listened
+    (Inventory following the Order service), leaving a shared one waiting out its back-off."""
+    tls = mesh_tls.MeshTls(Path(env["MESH_TLS_DIR"]), mesh_tls.ENVOY)
+    return mesh_tls.channel(tls, address, [("grpc.use_local_subchannel_pool", 1)], peer=tls.name)
+
+
 async def _start(create_app, env: dict, stub_class):
     app = await create_app(env)
     await app.start()
-    # A connection of its own: gRPC shares connections per address within a process, and
-    # a service in this process may have tried this address before it listened (Inventory
-    # following the Order service), leaving a shared one waiting out its back-off.
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=[("grpc.use_local_subchannel_pool", 1)])
+    channel = service_channel(env, f"127.0.0.1:{app.port}")
     return Running(app, channel, stub_class(channel))
 
 

@@ -5,7 +5,6 @@ import asyncio
 import logging
 import mailbox
 
-import grpc
 import pytest
 
 from devmesh.ports import free_port
@@ -15,7 +14,7 @@ from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.integration.conftest import eventually, product
+from tests.integration.conftest import eventually, product, service_channel
 from tests.integration.test_orders_service import create
 
 Status = npb.Notification.Status
@@ -90,7 +89,7 @@ async def test_after_max_attempts_a_notification_is_failed(orders, stocked, serv
     await app.start()
     try:
         await orders.stub.CreateOrder(create(A=1))
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        async with service_channel(service_env, f"127.0.0.1:{app.port}") as channel:
             stub = notifications_pb2_grpc.NotificationServiceStub(channel)
 
             async def failed():
@@ -154,7 +153,7 @@ async def test_a_stream_opened_before_its_peer_listens_waits_for_it(stocked, ser
         orders = await create_orders({**service_env, "ORDERS_LISTEN": orders_address, "MESH_ADDRESS": stocked.address})
         await orders.start()
         try:
-            async with grpc.aio.insecure_channel(orders_address) as channel:
+            async with service_channel(service_env, orders_address) as channel:
                 # In one process both channels share a connection, still in its reconnect back-off.
                 await orders_pb2_grpc.OrderServiceStub(channel).CreateOrder(create(A=1), wait_for_ready=True, timeout=10)
             assert len(await smtp.arrived(1, 10)) == 1

@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine, text
@@ -18,7 +17,7 @@ from notifications.main import SERVICE_NAME, create_app
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from tests.conftest import BACKENDS, database_url
-from tests.integration.conftest import eventually, product
+from tests.integration.conftest import eventually, product, service_channel
 from tests.integration.test_orders_service import create
 from tests.private_postgres import private_postgres  # noqa: F401 - a fixture
 
@@ -30,9 +29,9 @@ PG_DOWN_SECONDS = 3.0
 
 
 @pytest.fixture
-def service_env(tmp_path):
+def service_env(tmp_path, envoy_tls):
     """Orders and Inventory on SQLite: the outages here are the Notification database's."""
-    return {"SHOPMESH_DATA_DIR": str(tmp_path)}
+    return {"SHOPMESH_DATA_DIR": str(tmp_path), "MESH_TLS_DIR": str(envoy_tls.directory)}
 
 
 @pytest.fixture
@@ -67,7 +66,7 @@ async def notification_service(service_env, smtp, orders, **env):
         "NOTIFICATIONS_RETRY_SECONDS": "0.2", "NOTIFICATIONS_RETRY_MAX_SECONDS": "0.5", **env,
     })
     await app.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    channel = service_channel(service_env, f"127.0.0.1:{app.port}")
     try:
         yield Service(app, notifications_pb2_grpc.NotificationServiceStub(channel), health_pb2_grpc.HealthStub(channel))
     finally:

@@ -9,7 +9,7 @@ import pytest
 from orders.main import create_app
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.integration.conftest import product
+from tests.integration.conftest import product, service_channel
 from tests.integration.test_orders_service import create
 
 Status = pb.OrderStatus
@@ -86,7 +86,7 @@ async def test_events_committed_by_another_process_are_delivered(orders, stocked
     await other.start()
     try:
         stream = orders.stub.StreamOrderEvents(pb.StreamOrderEventsRequest())
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{other.port}") as channel:
+        async with service_channel(service_env, f"127.0.0.1:{other.port}") as channel:
             started = time.perf_counter()
             order = await orders_pb2_grpc.OrderServiceStub(channel).CreateOrder(create(A=1))
             event = await next_message(stream)
@@ -108,7 +108,7 @@ async def test_negative_after_sequence_is_invalid(orders):
 async def test_stopping_the_server_ends_open_streams_at_once(service_env, stocked):
     app = await create_app({**service_env, "ORDERS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": stocked.address})
     await app.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with service_channel(service_env, f"127.0.0.1:{app.port}") as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         order = await stub.CreateOrder(create(A=1))
         watch = stub.WatchOrder(pb.WatchOrderRequest(order_id=order.order_id))
@@ -126,12 +126,12 @@ async def test_stopping_the_server_ends_open_streams_at_once(service_env, stocke
 
 # PostgreSQL only: its READ COMMITTED took a snapshot per statement (SQLite's reads are one).
 @pytest.mark.parametrize("service_env", ["postgresql"], indirect=True)
-async def test_a_watch_opened_while_the_order_ships_ends_after_shipped(orders, stocked):
+async def test_a_watch_opened_while_the_order_ships_ends_after_shipped(orders, stocked, service_env):
     """Issue 14: a ship committed between the watch's reads of the order and of its latest
     sequence paired the old order with the new sequence; the watch dropped the SHIPPED
     event as already seen and hung (4 to 12 of 500 tries, every run, before the fix)."""
     tries, batch = 500, 50
-    async with grpc.aio.insecure_channel(orders.address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+    async with service_channel(service_env, orders.address) as channel:
         other = orders_pb2_grpc.OrderServiceStub(channel)  # another client moves the order
 
         async def one() -> str | None:

@@ -11,7 +11,7 @@ from orders.storage import OrderEventRow, OrderRow, OrderStore
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import database_url
-from tests.integration.conftest import eventually, product
+from tests.integration.conftest import eventually, product, service_channel
 from tests.integration.test_inventory_service import available, stock_is
 from tests.integration.test_orders_service import create
 
@@ -73,7 +73,7 @@ async def test_events_stay_gap_free_with_two_order_processes_on_one_database(ord
     other = await create_app({**service_env, "ORDERS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": inventory.address})
     await other.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{other.port}") as channel:
+        async with service_channel(service_env, f"127.0.0.1:{other.port}") as channel:
             stubs = [orders.stub, orders_pb2_grpc.OrderServiceStub(channel)]
             placed = await asyncio.gather(*(stubs[i % 2].CreateOrder(create(A=1)) for i in range(40)))
             await asyncio.gather(

@@ -13,7 +13,7 @@ from orders.storage import OrderEventRow
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import database_url
-from tests.integration.conftest import all_pages, eventually, product
+from tests.integration.conftest import all_pages, eventually, product, service_channel
 from tests.integration.test_inventory_service import available, details, stock_is
 
 
@@ -173,7 +173,7 @@ async def test_every_change_writes_one_event_in_sequence(orders, stocked, servic
 async def test_inventory_unreachable_is_unavailable(service_env):
     app = await create_app({**service_env, "ORDERS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": "127.0.0.1:1"})
     await app.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with service_channel(service_env, f"127.0.0.1:{app.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await orders_pb2_grpc.OrderServiceStub(channel).CreateOrder(create(A=1), timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2
 from orders.main import create_app
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.integration.conftest import eventually, product
+from tests.integration.conftest import eventually, product, service_channel
 from tests.integration.test_inventory_service import details
 from tests.integration.test_orders_service import create
 
@@ -86,7 +86,7 @@ async def test_the_process_cap_refuses_new_watchers_but_not_the_services_event_s
     )
     await app.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        async with service_channel(service_env, f"127.0.0.1:{app.port}") as channel:
             stub = orders_pb2_grpc.OrderServiceStub(channel)
             await inventory.stub.CreateProduct(product("A", 100))
             orders = {

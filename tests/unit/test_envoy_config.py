@@ -17,8 +17,10 @@ def made(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local(made):
-    return EnvoyParams(jwks_file=made.jwks, tls_cert=made.edge_cert, tls_key=made.edge_key)
+def local(made, identities):
+    return EnvoyParams(
+        jwks_file=made.jwks, tls_cert=made.edge_cert, tls_key=made.edge_key, mesh_tls_dir=identities.directory("envoy")
+    )
 
 
 def compose(local: EnvoyParams) -> EnvoyParams:
@@ -42,7 +44,7 @@ def identity_provider(local: EnvoyParams) -> EnvoyParams:
 @pytest.mark.parametrize("variant", [lambda p: p, compose, identity_provider], ids=["local", "compose", "identity provider"])
 def test_rendered_config_passes_envoy_validate(variant, local, tmp_path):
     path = tmp_path / "envoy.yaml"
-    path.write_text(envoy_config.render(variant(local)))
+    envoy_config.write(variant(local), path)
     result = envoy_config.validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,6 +1,7 @@
 """The mesh's identities: a CA of its own, one short-lived certificate per process naming
-its SPIFFE ID, fit for both ends of mutual TLS, private keys 0600, renewed before the end.
-The handshakes themselves are checked with real TLS (Python's ssl) on loopback."""
+its SPIFFE ID, fit for both ends of mutual TLS, private keys 0600, renewed before the end,
+each identity's files published at once. The handshakes themselves are checked with real
+TLS (Python's ssl) on loopback."""
 
 import datetime as dt
 import socket
@@ -9,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -33,18 +35,68 @@ def test_one_certificate_per_process_names_its_spiffe_id_and_serves_both_ends(ma
         cert = load(made.cert(name))
         cert.verify_directly_issued_by(ca)
         assert mesh_identity.identity_of(made.cert(name)) == f"spiffe://shopmesh.local/{name}"
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert names.get_values_for_type(x509.DNSName) == [name]
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-        assert usages == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+        both = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+        assert usages == ({ExtendedKeyUsageOID.CLIENT_AUTH} if name == "operator" else both)
         assert cert.not_valid_after_utc - cert.not_valid_before_utc <= mesh_identity.CERT_LIFETIME + dt.timedelta(minutes=5)
         assert stat.S_IMODE(made.key(name).stat().st_mode) == 0o600
+        assert made.bundle(name).read_bytes() == made.ca.read_bytes()
     assert stat.S_IMODE(made.ca_key.stat().st_mode) == 0o600
+    # a process is given its own directory: the CA's key is in none of them
+    assert all("ca-key.pem" not in {p.name for p in made.directory(name).rglob("*")} for name in IDENTITIES)
 
 
 def test_the_mesh_ca_is_not_the_edge_ca(made, tmp_path):
     edge = credentials.ensure(credentials.Credentials(tmp_path / "credentials"))
     with pytest.raises(ValueError):
         load(made.cert("orders")).verify_directly_issued_by(load(edge.ca))
-    assert mesh_identity.for_credentials(edge).root == edge.root / "mesh"
+    assert mesh_identity.for_data_dir(tmp_path).root == edge.root / "mesh"
+
+
+def test_an_identity_is_published_at_once_and_the_old_generation_removed(made):
+    directory = made.directory("orders")
+    before = (directory / "..data").readlink()
+    assert {p.name for p in directory.iterdir()} == {"..data", str(before), "cert.pem", "key.pem", "ca.pem"}
+    assert made.cert("orders").readlink() == Path("..data") / "cert.pem"
+    mesh_identity.ensure(made, rotate=True)
+    after = (directory / "..data").readlink()
+    assert after != before and not (directory / before).exists()
+    assert {p.name for p in directory.iterdir()} == {"..data", str(after), "cert.pem", "key.pem", "ca.pem"}
+    assert stat.S_IMODE((directory / after).stat().st_mode) == 0o700
+
+
+def test_a_rotation_makes_every_certificate_anew_under_the_same_ca(made):
+    before = {name: made.cert(name).read_bytes() for name in IDENTITIES}
+    ca = made.ca.read_bytes()
+    mesh_identity.ensure(made, rotate=True)
+    assert all(made.cert(name).read_bytes() != before[name] for name in IDENTITIES)
+    assert made.ca.read_bytes() == ca
+
+
+def test_a_new_ca_is_trusted_beside_the_old_one_until_that_ends(tmp_path):
+    now = dt.datetime.now(dt.UTC)
+    # the first CA was made 200 days ago: it ends in 165 days
+    made = mesh_identity.ensure(MeshIdentity(tmp_path / "mesh"), now=now - dt.timedelta(days=200))
+    old_ca = made.ca.read_text()
+    mesh_identity.ensure(made, now=now, rotate_ca=True)
+    new_ca = made.ca.read_text()
+    assert new_ca != old_ca
+    for name in IDENTITIES:
+        load(made.cert(name)).verify_directly_issued_by(load(made.ca))
+        assert made.bundle(name).read_text() == new_ca + old_ca
+    mesh_identity.ensure(made, now=now + dt.timedelta(days=170))
+    assert made.ca.read_text() == new_ca
+    assert all(made.bundle(name).read_text() == new_ca for name in IDENTITIES)
+
+
+def test_an_operators_own_ca_signs_and_its_key_is_not_copied(made, tmp_path):
+    own = mesh_identity.ensure(MeshIdentity(tmp_path / "own"), [])
+    mesh_identity.ensure(made, own_ca=(own.ca, own.ca_key))
+    for name in IDENTITIES:
+        load(made.cert(name)).verify_directly_issued_by(load(own.ca))
+    assert made.ca.read_bytes() == own.ca.read_bytes() and not made.ca_key.exists()
 
 
 def test_a_second_start_keeps_what_is_still_good(made):

@@ -168,7 +168,7 @@ def test_a_peers_failure_is_told_in_shopmesh_words_and_its_text_logged(code, tex
             return (("x-request-id", RID.split()[-1]),)
 
     def serve():
-        request_context.bind(Call())
+        request_context.bind(Call(), from_envoy=True)
         return from_rpc_error(peer_error(code, text), "inventory", callers_fields=("items",))
 
     error = contextvars.copy_context().run(serve)
