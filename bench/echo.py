@@ -10,11 +10,19 @@ one; that is how the benchmark measures what the token check costs Envoy.
 Health is SERVING for every ShopMesh service name, so that Envoy's active health
 checks pass for all three clusters pointed here.
 
-    python -m bench.echo 127.0.0.1:50099
+Like ShopMesh's services, it serves mutual TLS: its certificate (made by the benchmark,
+signed by the mesh CA and naming all three services, so that each of Envoy's clusters
+takes it) and a client certificate of the CA in ca.pem required of every caller. The
+optional second address serves the same in plaintext (h2c), for the benchmark only:
+h2load cannot present a client certificate, and an Envoy with plaintext upstreams is
+what mutual TLS is measured against.
+
+    python -m bench.echo 127.0.0.1:50099 cert.pem key.pem ca.pem [127.0.0.1:50100]
 """
 
 import asyncio
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,13 +48,18 @@ class EchoInventory(inventory_pb2_grpc.InventoryServiceServicer):
         return inventory_pb2.Product(product_id=request.product_id)
 
 
-async def serve(address: str) -> None:
+async def serve(address: str, cert: Path, key: Path, ca: Path, plaintext: str | None = None) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     orders_pb2_grpc.add_OrderServiceServicer_to_server(EchoOrders(), server)
     inventory_pb2_grpc.add_InventoryServiceServicer_to_server(EchoInventory(), server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
-    server.add_insecure_port(address)
+    tls = grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())], root_certificates=ca.read_bytes(), require_client_auth=True
+    )
+    server.add_secure_port(address, tls)
+    if plaintext:
+        server.add_insecure_port(plaintext)
     await server.start()
     for name in SERVICE_NAMES:
         await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -54,9 +67,10 @@ async def serve(address: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m bench.echo HOST:PORT")
+    if len(sys.argv) not in (5, 6):
+        sys.exit("usage: python -m bench.echo HOST:PORT CERT KEY CA [PLAINTEXT_HOST:PORT]")
+    address, cert, key, ca, *plaintext = sys.argv[1:]
     try:
-        asyncio.run(serve(sys.argv[1]))
+        asyncio.run(serve(address, Path(cert), Path(key), Path(ca), *plaintext))
     except KeyboardInterrupt:
         pass

@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.suite import ANCHOR, ANONYMOUS, ECHO, Results
+from bench.suite import ANCHOR, ANONYMOUS, DIRECT, ECHO, PLAINTEXT_UPSTREAM, Results
 
 PROCESS_ORDER = ("envoy", "orders", "inventory", "notifications", ECHO)
 
@@ -64,6 +64,60 @@ def token_check(results: Results) -> TokenCheck | None:
     return TokenCheck(us_with, us_anonymous, cost, with_token.rps, anonymous.rps, change, shares)
 
 
+@dataclass(frozen=True)
+class MtlsCost:
+    """What mutual TLS between Envoy and a service costs per call: the anchor (Envoy calls
+    the echo over mutual TLS, as it calls every ShopMesh service) against the same load
+    through an Envoy of the same config whose service clusters speak plaintext to the
+    echo's plaintext port, measured in alternating rounds of the same run. Connections are
+    long-lived HTTP/2: the handshake is paid once per connection, the per-call cost is
+    encrypting and decrypting records, at both ends of the hop."""
+
+    # CPU microseconds per call of Envoy and the echo together, with and without mutual TLS
+    us_with: float
+    us_without: float
+    # the difference of the two: mutual TLS's cost per call and hop
+    us_per_call: float
+    # apart: Envoy's (the client end) and the echo's (the server end)
+    envoy_us_with: float
+    envoy_us_without: float
+    echo_us_with: float
+    echo_us_without: float
+    rps_with: float
+    rps_without: float
+    # throughput with mutual TLS against without, in percent (negative: it costs)
+    rps_change_percent: float
+    # backend -> the cost of one hop as a share of GetOrder's CPU per call (Envoy + orders),
+    # whose one hop inside the mesh (Envoy to orders) is what the anchor's is; percent
+    get_order_share_percent: dict[str, float]
+
+
+def mtls_cost(results: Results) -> MtlsCost | None:
+    """From the anchor and its plaintext-upstream twin of the same run; None if either is missing."""
+    echo = {m.scenario: m for m in results.measurements if m.target == ECHO}
+    with_tls, without = echo.get(ANCHOR), echo.get(PLAINTEXT_UPSTREAM)
+    if with_tls is None or without is None:
+        return None
+    if any(name not in m.cpu_per_1k for m in (with_tls, without) for name in ("envoy", ECHO)):
+        return None
+    # CPU seconds per 1,000 calls -> microseconds per call
+    envoy_with, envoy_without = 1000 * with_tls.cpu_per_1k["envoy"], 1000 * without.cpu_per_1k["envoy"]
+    echo_with, echo_without = 1000 * with_tls.cpu_per_1k[ECHO], 1000 * without.cpu_per_1k[ECHO]
+    us_with, us_without = envoy_with + echo_with, envoy_without + echo_without
+    cost = us_with - us_without
+    shares = {}
+    for backend in results.options["backends"]:
+        get = next((m for m in results.measurements if m.target == backend and m.scenario == "GetOrder gRPC"), None)
+        if get is not None:
+            per_call = 1000 * sum(get.cpu_per_1k.get(name, 0.0) for name in ("envoy", "orders"))
+            shares[backend] = 100 * cost / per_call if per_call else math.nan
+    change = 100 * (with_tls.rps / without.rps - 1) if without.rps else math.nan
+    return MtlsCost(
+        us_with, us_without, cost, envoy_with, envoy_without, echo_with, echo_without,
+        with_tls.rps, without.rps, change, shares,
+    )
+
+
 def targets(results: Results) -> list[Target]:
     """The goals, as ratios to the anchor of the same run where a ratio makes sense."""
     found: list[Target] = []
@@ -114,9 +168,14 @@ def table(results: Results) -> str:
             f"SQLite {machine['sqlite']}, Envoy {machine['envoy']}, h2load {machine['h2load']}, wrk {machine['wrk']}\n"
         )
     lines.append(_markdown(rows))
+    if any(m.scenario == DIRECT for m in results.measurements):
+        lines.append(DIRECT_NOTE)
     check = token_check(results)
     if check:
         lines.append(token_check_line(check))
+    cost = mtls_cost(results)
+    if cost:
+        lines.append(mtls_cost_line(cost))
     for backend, fan in results.fan_out.items():
         lines.append(
             f"WatchOrder fan-out ({backend}, grpc.aio): {fan.watchers} watchers on {fan.connections} connections; "
@@ -159,6 +218,26 @@ def token_check_line(check: TokenCheck) -> str:
     return line
 
 
+DIRECT_NOTE = (
+    f"{DIRECT}: h2c to the echo's second, plaintext port (the benchmark's only): h2load cannot present "
+    "the client certificate that its mutual TLS port, Envoy's upstream, requires"
+)
+
+
+def mtls_cost_line(cost: MtlsCost) -> str:
+    line = (
+        f"mTLS cost (Envoy to echo, mutual TLS vs plaintext upstream), CPU per call, Envoy + echo: "
+        f"{cost.us_per_call:.0f} µs ({cost.us_with:.0f} µs with mTLS = Envoy {cost.envoy_us_with:.0f} + echo "
+        f"{cost.echo_us_with:.0f}; {cost.us_without:.0f} µs without = Envoy {cost.envoy_us_without:.0f} + echo "
+        f"{cost.echo_us_without:.0f}); echo through Envoy {cost.rps_with:,.0f} calls/s with mTLS, "
+        f"{cost.rps_without:,.0f} without ({cost.rps_change_percent:+.1f} %); long-lived HTTP/2 connections: "
+        "the handshake is paid once per connection, the per-call cost is record encryption"
+    )
+    for backend, share in cost.get_order_share_percent.items():
+        line += f"\n  GetOrder ({backend}): one mTLS hop is {share:.1f} % of its CPU per call (Envoy + orders)"
+    return line
+
+
 def headline(results: Results) -> str:
     if results.errors:
         return f"FAILED CALLS: {results.errors} calls failed in this run; its figures are not valid"
@@ -171,6 +250,8 @@ def write_json(results: Results, path: Path) -> None:
     document["targets"] = [{**asdict(t), "met": t.met} for t in targets(results)]
     check = token_check(results)
     document["jwt_check"] = asdict(check) if check else None
+    cost = mtls_cost(results)
+    document["mtls_cost"] = asdict(cost) if cost else None
     path.write_text(json.dumps(_without_nan(document), indent=2) + "\n")
 
 
@@ -204,6 +285,10 @@ def write_chart(results: Results, path: Path) -> None:
     if check:
         title += (f"\nJWT check (jwt_authn + rbac): {check.envoy_us_per_call:.0f} µs Envoy CPU per call, "
                   f"echo via Envoy {check.rps_change_percent:+.1f} % calls/s")
+    cost = mtls_cost(results)
+    if cost:
+        title += (f"\nmTLS Envoy to echo: {cost.us_per_call:.0f} µs CPU per call (Envoy + echo), "
+                  f"echo via Envoy {cost.rps_change_percent:+.1f} % calls/s")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The benchmark's scenarios, run against meshes it starts itself: an anchor (a
-trivial echo behind ShopMesh's own Envoy template) and a fresh ShopMesh per
-database backend, each on free loopback ports."""
+trivial echo behind ShopMesh's own Envoy template, over mutual TLS as every hop of
+ShopMesh is) and a fresh ShopMesh per database backend, each on free loopback ports."""
 
 import asyncio
 import contextlib
@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from google.type import money_pb2
 
 from bench import loadgen, profile
 from bench.accesslog import AccessLog
+from bench.anchor import ECHO, PlaintextEnvoy, echo_identity, plaintext_upstream_envoy
 from bench.lag import Lag, notification_lag
 from bench.loadgen import Load, LoadResult
 from bench.machine import describe
@@ -25,6 +26,7 @@ from bench.profile import Hotspot
 from bench.watchers import FanOut, fan_out
 from devmesh import client, envoy_config
 from devmesh.launcher import SERVICES, Layout, Mesh
+from devmesh.ports import free_port
 from devmesh.postgres import PostgresServer
 from devmesh.smtp_sink import SmtpSink
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -33,21 +35,26 @@ from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 PRODUCT_ID = "BENCH-1"
 CUSTOMER = "bench@example.com"
 OPERATOR = "staff@example.com"
-ECHO = "echo"
+# The echo called straight, on its plaintext port: h2load (nghttp2) cannot present the client
+# certificate its mutual TLS port requires.
+DIRECT = "echo gRPC direct (plaintext)"
 # The anchor: the echo answering GetOrder through Envoy, called as ShopMesh's GetOrder is
 # (a customer's token, verified and judged by Envoy). Every ratio is to this one.
 ANCHOR = "echo gRPC via Envoy"
 # The same Envoy and echo, on a method anyone may call (GetProduct), without a token:
 # the difference to the anchor is what the token check costs (jwt_authn + rbac).
 ANONYMOUS = "echo gRPC via Envoy, anonymous GetProduct (no token check)"
+# The anchor's calls through a second Envoy, the same config but for its service clusters,
+# which speak plaintext to the echo's plaintext port: the difference is what mutual TLS
+# between Envoy and a service costs (a benchmark-only config: ShopMesh has no such switch).
+PLAINTEXT_UPSTREAM = "echo gRPC via Envoy, plaintext upstream (no mTLS)"
 # who makes a scenario's calls (a column of the table)
 AS_CUSTOMER, AS_OPERATOR, AS_ANYONE = "customer", "operator", "anonymous"
 # Tokens outlive any run (a long --duration must not end in 401s); they are signed with a
 # key made in the run's own work directory and accepted only by the meshes it starts.
 TOKEN_TTL_SECONDS = 6 * 3600
-# the order of the rounds of two loads measured together (0: the first, 1: the second):
-# A B B A A B B A cancels a steady drift in the machine's other load
-ALTERNATION = (0, 1, 1, 0, 0, 1, 1, 0)
+# loads measured together run in this many rounds each (alternation())
+ROUNDS_EACH = 4
 # ListOrders reads a full page: the customer has at least this many orders
 LIST_PAGE = 50
 # Limits that would cap every figure at their own rate, lifted: the public listener's
@@ -91,15 +98,27 @@ class Options:
         return Load(self.rest_connections)
 
 
+def alternation(loads: int) -> tuple[int, ...]:
+    """The order of the rounds of loads measured together (0: the first, ...): forth and
+    back, twice (A B B A A B B A; A B C C B A A B C C B A), so that every load's rounds
+    sit at the same mean time and a steady drift in the machine's other load falls on
+    all alike."""
+    forth = tuple(range(loads))
+    return (forth + forth[::-1]) * (ROUNDS_EACH // 2)
+
+
 @dataclass(frozen=True)
-class Paired:
-    """One of two loads measured in alternating rounds (Suite._measure_alternating)."""
+class Alternated:
+    """One of the loads measured in alternating rounds (Suite._measure_alternating)."""
 
     scenario: str
     caller: str
     # the gRPC method path it calls, by which Envoy's access log tells its errors apart
     method: str
     go: Callable[[float], LoadResult]
+    # the processes it is metered on, and the access log of the Envoy it goes through
+    meter: ProcessMeter
+    log: AccessLog
 
 
 @dataclass
@@ -120,6 +139,18 @@ class Measurement:
     ratio: float | None = None
     # who called: a customer or an operator with their token, or anyone without one
     caller: str = ""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The echo behind the mesh's Envoy (mutual TLS upstream), and behind a second Envoy
+    whose upstreams are plaintext."""
+
+    mesh: Mesh
+    # the echo's mutual TLS address (Envoy's upstream), and its plaintext one
+    echo: str
+    echo_plaintext: str
+    plaintext_envoy: PlaintextEnvoy
 
 
 @dataclass
@@ -176,18 +207,27 @@ class Suite:
     # ------------------------------------------------------------ meshes
 
     @contextlib.contextmanager
-    def _anchor(self, base: dict) -> Iterator[Mesh]:
+    def _anchor(self, base: dict) -> Iterator[Anchor]:
         run_dir = self.workdir / "anchor"
-        # its Envoy's signing key and certificate are made in the run's work directory
+        # its Envoy's signing key, certificate and the mesh CA are made in the run's work directory
         layout = Layout.on_free_ports({**base, **UNLIMITED, "SHOPMESH_DATA_DIR": str(run_dir / "data")})
         echo = layout.address("ORDERS_LISTEN")
+        plaintext = _free_address(layout.env.values())
         layout = Layout.from_env({**layout.env, **{f"{s.upper()}_UPSTREAM": echo for s in SERVICES}})
         mesh = Mesh(layout, run_dir)
         try:
-            self.say(f"starting the echo anchor on {echo} and its Envoy on {layout.public}")
-            mesh.start_process(ECHO, [sys.executable, "-m", "bench.echo", echo], echo)
+            # the mesh CA and Envoy's identity exist now (Mesh made them): the echo's is signed by that CA
+            tls = echo_identity(layout.mesh_identity)
+            self.say(f"starting the echo anchor on {echo} (mutual TLS; plaintext on {plaintext}) "
+                     f"and its Envoy on {layout.public}")
+            mesh.start_process(
+                ECHO, [sys.executable, "-m", "bench.echo", echo, str(tls.cert), str(tls.key), str(tls.ca), plaintext],
+                echo, identity=ECHO,
+            )
             mesh.start_envoy()
-            yield mesh
+            with plaintext_upstream_envoy(mesh, plaintext) as envoy:
+                self.say(f"  and an Envoy with plaintext upstreams to it on {envoy.public}")
+                yield Anchor(mesh, echo, plaintext, envoy)
         finally:
             mesh.stop()
 
@@ -213,29 +253,42 @@ class Suite:
 
     # ------------------------------------------------------------ scenarios
 
-    def _anchor_scenarios(self, anchor: Mesh) -> None:
+    def _anchor_scenarios(self, anchor: Anchor) -> None:
+        mesh = anchor.mesh
         body = self._body("get", orders_pb2.GetOrderRequest(order_id="ECHO-1"))
         product = self._body("product", inventory_pb2.GetProductRequest(product_id="ECHO-1"))
         # the request ShopMesh's GetOrder gets below: a customer's, with their token
-        customer = _bearer(_token(anchor, CUSTOMER, AS_CUSTOMER))
-        meter = _meter(anchor)
-        direct = ProcessMeter({ECHO: anchor.processes[ECHO].pid})
-        echo = anchor.layout.address("ORDERS_LISTEN")
-        public = anchor.layout.public
-        log = _access_log(anchor)
+        customer = _bearer(_token(mesh, CUSTOMER, AS_CUSTOMER))
+        echo_pid = mesh.processes[ECHO].pid
+        meter = ProcessMeter({"envoy": mesh.processes["envoy"].pid, ECHO: echo_pid})
+        # the columns of the plaintext-upstream Envoy's calls are its own process's
+        plaintext_meter = ProcessMeter({"envoy": anchor.plaintext_envoy.process.pid, ECHO: echo_pid})
+        direct = ProcessMeter({ECHO: echo_pid})
+        public, plaintext_public = mesh.layout.public, anchor.plaintext_envoy.public
+        log = _access_log(mesh)
+        plaintext_log = AccessLog(anchor.plaintext_envoy.access_log, plaintext_public)
         grpc_load = self.options.grpc_load
+        # plaintext (h2c): h2load cannot present the client certificate of the TLS port;
         # the same headers as through Envoy, which the echo ignores
-        self._measure("echo gRPC direct", ECHO, grpc_load, direct, None, AS_CUSTOMER,
-                      lambda s: loadgen.h2load(f"http://{echo}{GET_PATH}", body, grpc_load, s, customer))
-        # The anchor, and the same load without a token on a method anyone may call, in
-        # alternating rounds: Envoy's CPU per call of the two differs by the token check. Envoy
-        # sets no jwt_cache_config, so it verifies the signature of every call: one customer's
-        # token costs it what many customers' tokens would.
-        self._measure_alternating(ECHO, grpc_load, meter, log, (
-            Paired(ANCHOR, AS_CUSTOMER, GET_PATH,
-                   lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, grpc_load, s, customer)),
-            Paired(ANONYMOUS, AS_ANYONE, PRODUCT_PATH,
-                   lambda s: loadgen.h2load(f"http://{public}{PRODUCT_PATH}", product, grpc_load, s)),
+        self._measure(DIRECT, ECHO, grpc_load, direct, None, AS_CUSTOMER,
+                      lambda s: loadgen.h2load(f"http://{anchor.echo_plaintext}{GET_PATH}", body, grpc_load, s, customer))
+        # The anchor, the same load without a token on a method anyone may call, and the anchor's
+        # load through the Envoy with plaintext upstreams, in alternating rounds: Envoy's CPU
+        # per call differs from the anchor's by the token check in the second, by mutual TLS
+        # (Envoy's and the echo's CPU) in the third. Envoy sets no jwt_cache_config, so it
+        # verifies the signature of every call: one customer's token costs it what many
+        # customers' tokens would. Connections are long-lived (h2load's and Envoy's to the echo
+        # alike): the TLS handshake is paid once per connection, the rest per call.
+        self._measure_alternating(ECHO, grpc_load, (
+            Alternated(ANCHOR, AS_CUSTOMER, GET_PATH,
+                       lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, grpc_load, s, customer),
+                       meter, log),
+            Alternated(ANONYMOUS, AS_ANYONE, PRODUCT_PATH,
+                       lambda s: loadgen.h2load(f"http://{public}{PRODUCT_PATH}", product, grpc_load, s),
+                       meter, log),
+            Alternated(PLAINTEXT_UPSTREAM, AS_CUSTOMER, GET_PATH,
+                       lambda s: loadgen.h2load(f"http://{plaintext_public}{GET_PATH}", body, grpc_load, s, customer),
+                       plaintext_meter, plaintext_log),
         ))
         rest = self.options.rest_load
         self._measure("echo REST via Envoy", ECHO, rest, meter, log, AS_CUSTOMER,
@@ -324,35 +377,40 @@ class Suite:
         failures = log.failures_since(mark) if log else Counter()
         return self._record(scenario, target, load, caller, [warm, result], result, cpu, failures)
 
-    def _measure_alternating(
-        self, target: str, load: Load, meter: ProcessMeter, log: AccessLog, pair: tuple[Paired, Paired]
-    ) -> tuple[Measurement, Measurement]:
-        """Two loads (h2load) whose difference is the figure: each warmed up, then measured in
-        alternating rounds (ALTERNATION, each round 1/4 of --duration, so each load still runs
-        --duration in all), so that a change in the machine's other work falls on both alike.
-        Errors are told apart by the method called: the two must call different ones."""
-        for paired in pair:
-            self._announce(paired.scenario, target, load)
-        mark = log.mark()
-        warm = [paired.go(self.options.warmup) for paired in pair]
-        runs: tuple[list[LoadResult], list[LoadResult]] = ([], [])
-        cpu: tuple[Counter, Counter] = (Counter(), Counter())
-        for side in ALTERNATION:
+    def _measure_alternating(self, target: str, load: Load, loads: tuple[Alternated, ...]) -> list[Measurement]:
+        """Loads (h2load) whose differences are the figures: each warmed up, then measured in
+        alternating rounds (alternation(), each round 1/ROUNDS_EACH of --duration, so each
+        load still runs --duration in all), so that a change in the machine's other work
+        falls on all alike. Errors are told apart by the Envoy's access log and the method
+        called: two loads through one Envoy must call different methods."""
+        if len({(id(each.log), each.method) for each in loads}) != len(loads):
+            raise ValueError("two loads through one Envoy call the same method: their errors would mix")
+        for each in loads:
+            self._announce(each.scenario, target, load)
+        logs = list(dict.fromkeys(each.log for each in loads))
+        marks = {log: log.mark() for log in logs}
+        warm = [each.go(self.options.warmup) for each in loads]
+        runs: list[list[LoadResult]] = [[] for _ in loads]
+        cpu: list[Counter] = [Counter() for _ in loads]
+        for side in alternation(len(loads)):
+            meter = loads[side].meter
             before = meter.cpu_seconds()
-            runs[side].append(pair[side].go(self.options.duration * 2 / len(ALTERNATION)))
+            runs[side].append(loads[side].go(self.options.duration / ROUNDS_EACH))
             cpu[side].update(meter.cpu_since(before))
-        by_method = log.failures_by_method_since(mark)
-        failures = [by_method.pop(paired.method, Counter()) for paired in pair]
-        # a failure logged under another path (none is expected) is never dropped
-        failures[0] += sum(by_method.values(), Counter())
-        first, second = (
+        by_log = {log: log.failures_by_method_since(marks[log]) for log in logs}
+        failures = [by_log[each.log].pop(each.method, Counter()) for each in loads]
+        # a failure logged under another path (none is expected) is never dropped: it counts
+        # for the first load through that Envoy
+        for log, rest in by_log.items():
+            first = next(side for side, each in enumerate(loads) if each.log is log)
+            failures[first] += sum(rest.values(), Counter())
+        return [
             self._record(
-                paired.scenario, target, load, paired.caller, [warm[side], *runs[side]],
+                each.scenario, target, load, each.caller, [warm[side], *runs[side]],
                 loadgen.combined(runs[side]), cpu[side], failures[side],
             )
-            for side, paired in enumerate(pair)
-        )
-        return first, second
+            for side, each in enumerate(loads)
+        ]
 
     def _announce(self, scenario: str, target: str, load: Load) -> None:
         self.say(f"  {scenario} on {target}: {load.in_flight} in flight" + (f" at {load.rate:.0f}/s" if load.rate else ""))
@@ -379,6 +437,13 @@ class Suite:
         path = self.workdir / f"{name}.grpc"
         path.write_bytes(loadgen.grpc_frame(message))
         return path
+
+
+def _free_address(taken: Iterable[str]) -> str:
+    """A free loopback address that is none of taken (a layout's, chosen but not bound yet)."""
+    while (address := f"127.0.0.1:{free_port()}") in taken:
+        pass
+    return address
 
 
 def _meter(mesh: Mesh) -> ProcessMeter:

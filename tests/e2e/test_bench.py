@@ -15,8 +15,8 @@ from tests.conftest import PG_URL
 pytestmark = pytest.mark.e2e
 
 SCENARIOS = {
-    "echo gRPC direct", "echo gRPC via Envoy", "echo gRPC via Envoy, anonymous GetProduct (no token check)",
-    "echo REST via Envoy", "GetOrder gRPC", "ListOrders gRPC (50)", "CreateOrder gRPC", "CreateOrder REST",
+    "echo gRPC direct (plaintext)", "echo gRPC via Envoy", "echo gRPC via Envoy, anonymous GetProduct (no token check)",
+    "echo gRPC via Envoy, plaintext upstream (no mTLS)", "echo REST via Envoy", "GetOrder gRPC", "ListOrders gRPC (50)", "CreateOrder gRPC", "CreateOrder REST",
     "CreateOrder gRPC at half rate",
 }
 
@@ -39,6 +39,8 @@ def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
     # every call carried a token where one is needed: a 401 or 403 would be a failed call
     assert "No call failed in this run." in output
     assert "JWT check cost (jwt_authn + rbac), Envoy CPU per call:" in output
+    # the echo serves mutual TLS as the services do; Envoy with plaintext upstreams is the comparison
+    assert "mTLS cost (Envoy to echo, mutual TLS vs plaintext upstream), CPU per call, Envoy + echo:" in output
 
     [written] = tmp_path.glob("*.json")
     results = json.loads(written.read_text())
@@ -57,4 +59,7 @@ def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
     assert check["envoy_us_with_token"] > 0 and check["envoy_us_anonymous"] > 0
     assert check["rps_with_token"] > 0 and check["rps_anonymous"] > 0
     assert set(check["get_order_share_percent"]) == {"sqlite", "postgresql"}
+    cost = results["mtls_cost"]
+    assert cost["us_with"] > 0 and cost["us_without"] > 0 and cost["rps_with"] > 0 and cost["rps_without"] > 0
+    assert set(cost["get_order_share_percent"]) == {"sqlite", "postgresql"}
     assert written.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

@@ -4,13 +4,17 @@ import json
 import math
 
 import pytest
+import yaml
+from cryptography import x509
 
 from bench import report
 from bench.accesslog import AccessLog, _failure
+from bench.anchor import SERVICE_CLUSTERS, echo_identity, without_upstream_tls, write_plaintext_upstream
 from bench.loadgen import LoadResult, _logged_latencies_ms, _p50_p99, combined, grpc_frame
 from bench.profile import hotspots
-from bench.suite import ANCHOR, ANONYMOUS, Measurement, Results
+from bench.suite import ANCHOR, ANONYMOUS, PLAINTEXT_UPSTREAM, Measurement, Results, alternation
 from bench.watchers import FanOut
+from devmesh import credentials, envoy_config
 from shopmesh.orders.v1 import orders_pb2
 
 
@@ -43,6 +47,16 @@ def test_runs_of_one_load_combine_into_one():
     # wrk reports percentiles only: its runs cannot be combined
     with pytest.raises(ValueError):
         combined([LoadResult("wrk", 1.0, 10, 0, 1.0, 2.0)])
+
+
+def test_loads_measured_together_alternate_forth_and_back():
+    assert alternation(2) == (0, 1, 1, 0, 0, 1, 1, 0)
+    for loads in (2, 3):
+        order = alternation(loads)
+        rounds = [[at for at, side in enumerate(order) if side == load] for load in range(loads)]
+        # as many rounds each, at the same mean time: a steady drift falls on all alike
+        assert len({len(each) for each in rounds}) == 1
+        assert len({sum(each) for each in rounds}) == 1
 
 
 def test_access_log_failures_by_method(tmp_path, monkeypatch):
@@ -99,6 +113,8 @@ def results() -> Results:
         measurement("CreateOrder gRPC", "sqlite", 1000),
         measurement("CreateOrder REST", "sqlite", 950),
         measurement("CreateOrder gRPC at half rate", "sqlite", 500, p99=30.0),
+        # 140 + 200 µs per call with mutual TLS to the echo (the anchor), 130 + 170 without
+        measurement(PLAINTEXT_UPSTREAM, "echo", 8800, cpu={"envoy": 0.130, "echo": 0.170}),
     ]
     found.fan_out["sqlite"] = FanOut(2000, 20, 80.0, 140.0, 20.0, 60.0, math.nan, 0)
     return found
@@ -132,12 +148,71 @@ def test_token_check_is_the_envoy_cpu_between_the_anchor_and_its_anonymous_twin(
     assert report.token_check(without_twin) is None
 
 
+def test_mtls_cost_is_the_cpu_of_envoy_and_echo_between_the_anchor_and_its_plaintext_twin():
+    cost = report.mtls_cost(results())
+    assert math.isclose(cost.us_with, 340) and math.isclose(cost.us_without, 300)
+    assert math.isclose(cost.us_per_call, 40)
+    assert math.isclose(cost.envoy_us_with - cost.envoy_us_without, 10)
+    assert math.isclose(cost.echo_us_with - cost.echo_us_without, 30)
+    assert (cost.rps_with, cost.rps_without) == (8000, 8800)
+    assert math.isclose(cost.rps_change_percent, 100 * (8000 / 8800 - 1))
+    assert math.isclose(cost.get_order_share_percent["sqlite"], 2.5)
+    without_twin = results()
+    without_twin.measurements = [m for m in without_twin.measurements if m.scenario != PLAINTEXT_UPSTREAM]
+    assert report.mtls_cost(without_twin) is None
+
+
+@pytest.fixture(scope="module")
+def envoy_params(tmp_path_factory, identities):
+    made = credentials.ensure(credentials.Credentials(tmp_path_factory.mktemp("credentials")))
+    return envoy_config.EnvoyParams(jwks_file=made.jwks, mesh_tls_dir=identities.directory("envoy"))
+
+
+def clusters(config: str) -> dict[str, dict]:
+    return {item["name"]: item for item in yaml.safe_load(config)["static_resources"]["clusters"]}
+
+
+def test_the_echo_certificate_is_one_every_service_cluster_takes(identities, envoy_params):
+    tls = echo_identity(identities)
+    cert = x509.load_pem_x509_certificate(tls.cert.read_bytes())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(identities.ca.read_bytes()))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "echo" in names.get_values_for_type(x509.DNSName)
+    for name in SERVICE_CLUSTERS:
+        context = clusters(envoy_config.render(envoy_params))[name]["transport_socket"]["typed_config"]
+        [wanted] = context["common_tls_context"]["combined_validation_context"]["default_validation_context"][
+            "match_typed_subject_alt_names"]
+        assert wanted["matcher"]["exact"] in names.get_values_for_type(x509.UniformResourceIdentifier)
+    assert tls.key.stat().st_mode & 0o777 == 0o600 and tls.ca.read_text().startswith("-----BEGIN CERTIFICATE")
+
+
+def test_the_plaintext_upstream_variant_drops_the_service_clusters_tls_only(envoy_params, tmp_path):
+    rendered = envoy_config.render(envoy_params)
+    variant = without_upstream_tls(rendered)
+    before, after = clusters(rendered), clusters(variant)
+    assert all("transport_socket" in before[name] and "transport_socket" not in after[name] for name in SERVICE_CLUSTERS)
+    assert {name: c for name, c in after.items() if name not in SERVICE_CLUSTERS} == {
+        name: c for name, c in before.items() if name not in SERVICE_CLUSTERS
+    }
+    assert yaml.safe_load(variant)["static_resources"]["listeners"] == yaml.safe_load(rendered)["static_resources"]["listeners"]
+    with pytest.raises(ValueError, match="no upstream TLS"):
+        without_upstream_tls(variant)
+    # and Envoy takes it
+    path = tmp_path / "envoy.yaml"
+    write_plaintext_upstream(envoy_params, path)
+    assert clusters(path.read_text()) == after
+    result = envoy_config.validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_reports(tmp_path):
     figures = results()
     report.add_ratios(figures)
     text = report.table(figures)
     assert "| GetOrder gRPC" in text and "0.50" in text and "Targets:" in text
     assert "JWT check cost (jwt_authn + rbac), Envoy CPU per call: 40 µs" in text and "(-20.0 %)" in text
+    assert "mTLS cost (Envoy to echo, mutual TLS vs plaintext upstream), CPU per call, Envoy + echo: 40 µs" in text
+    assert "8,000 calls/s with mTLS, 8,800 without (-9.1 %)" in text
     assert report.headline(figures) == "No call failed in this run."
     figures.measurements[2].errors = 3
     assert report.headline(figures).startswith("FAILED CALLS: 3")
@@ -145,5 +220,6 @@ def test_reports(tmp_path):
     written = json.loads((tmp_path / "run.json").read_text())
     assert written["errors"] == 3 and written["watch_fan_out"]["sqlite"]["all_ms"] is None
     assert math.isclose(written["jwt_check"]["envoy_us_per_call"], 40)
+    assert math.isclose(written["mtls_cost"]["us_per_call"], 40)
     report.write_chart(figures, tmp_path / "run.png")
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
