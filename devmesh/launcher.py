@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import grpc
+
 from devmesh import credentials, envoy_config, mesh_identity, token
 from devmesh.paths import ROOT
 from devmesh.ports import free_ports
@@ -101,6 +103,15 @@ class Layout:
         """The mesh identity called name (a service's, Envoy's or the operator's)."""
         return mesh_tls.MeshTls(self.mesh_identity.directory(name), name)
 
+    def channel(self, address: str, server: str, caller: str = mesh_tls.OPERATOR) -> grpc.Channel:
+        """A blocking channel to server (a service's name, or "envoy" for the mesh
+        listener) at address, presenting caller's identity."""
+        return probe.secure_channel(address, self.tls(caller), server)
+
+    def aio_channel(self, address: str, server: str, caller: str = mesh_tls.OPERATOR) -> grpc.aio.Channel:
+        """The same as a grpc.aio channel."""
+        return mesh_tls.channel(self.tls(caller), address, peer=server)
+
     @property
     def mesh(self) -> str:
         return self.env["MESH_ADDRESS"]
@@ -164,8 +175,7 @@ class Mesh:
 
     def _wait_serving(self, name: str, address: str, timeout: float, identity: str | None = None) -> None:
         deadline = time.monotonic() + timeout
-        server = identity or name.split("-")[0]
-        with probe.secure_channel(address, self.layout.tls(mesh_tls.OPERATOR), server) as channel:
+        with self.layout.channel(address, identity or name.split("-")[0]) as channel:
             while time.monotonic() < deadline:
                 self._check_alive(name)
                 if probe.serving(channel):

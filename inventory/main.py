@@ -26,9 +26,9 @@ def reservation_timing(env: Mapping[str, str]) -> tuple[dt.timedelta, dt.timedel
 
 
 async def create_app(env: Mapping[str, str]) -> MeshServer:
-    tls = mesh_tls.MeshTls.from_env(env, "inventory")
     listen = config.address(env, "INVENTORY_LISTEN", "127.0.0.1:50052")
     mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
+    tls = mesh_tls.MeshTls.from_env(env, "inventory")
     wait, grace = reservation_timing(env)
     db = Database(config.database_url(env, "INVENTORY_DATABASE_URL", "inventory.db"))
     migrations.upgrade(db, "inventory")

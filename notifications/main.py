@@ -34,9 +34,9 @@ def retry_policy_from_env(env: Mapping[str, str]) -> RetryPolicy:
 
 
 async def create_app(env: Mapping[str, str]) -> MeshServer:
-    tls = mesh_tls.MeshTls.from_env(env, "notifications")
     listen = config.address(env, "NOTIFICATIONS_LISTEN", "127.0.0.1:50053")
     mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
+    tls = mesh_tls.MeshTls.from_env(env, "notifications")
     sender_address = config.get(env, "SMTP_FROM", "ShopMesh <orders@shopmesh.example>")
     mailer = mailer_from_env(env)
     policy = retry_policy_from_env(env)

@@ -26,7 +26,6 @@ MESH_API = [
 
 
 async def create_app(env: Mapping[str, str]) -> MeshServer:
-    tls = mesh_tls.MeshTls.from_env(env, "orders")
     listen = config.address(env, "ORDERS_LISTEN", "127.0.0.1:50051")
     defaults = WatchLimits()
     watch_limits = WatchLimits(
@@ -34,6 +33,7 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
         total=config.integer(env, "ORDERS_MAX_WATCHES", defaults.total, minimum=1),
     )
     mesh = config.address(env, "MESH_ADDRESS", "127.0.0.1:8081")
+    tls = mesh_tls.MeshTls.from_env(env, "orders")
     db = Database(config.database_url(env, "ORDERS_DATABASE_URL", "orders.db"))
     migrations.upgrade(db, "orders")
     store = OrderStore(db)

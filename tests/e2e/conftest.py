@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.type import money_pb2
 
-from devmesh import client
+from devmesh import client, mesh_identity
 from devmesh.launcher import Layout, Mesh
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
@@ -35,6 +35,14 @@ def start_mesh(request, data_dir, backend: str, extra_env: dict | None = None):
     finally:
         for url in created:
             request.getfixturevalue("postgres").drop_database(url)
+
+
+def identities_in(data_dir) -> Layout:
+    """A layout of data_dir with the mesh identities made there, for a service started on
+    its own: its channels (layout.channel) present them."""
+    layout = Layout.from_env({"SHOPMESH_DATA_DIR": str(data_dir)})
+    mesh_identity.ensure(layout.mesh_identity)
+    return layout
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -72,8 +80,9 @@ def public(mesh, operator_token):
 
 @pytest.fixture(scope="session")
 def internal(mesh):
-    """Generated stubs on Envoy's mesh listener (service-to-service)."""
-    with grpc.insecure_channel(mesh.layout.mesh) as channel:
+    """Generated stubs on Envoy's mesh listener, calling with the Order service's identity
+    (the one caller of ReserveStock and ReleaseStock)."""
+    with mesh.layout.channel(mesh.layout.mesh, "envoy", caller="orders") as channel:
         yield stubs_for(channel)
 
 

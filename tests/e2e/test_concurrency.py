@@ -122,7 +122,9 @@ async def test_a_repeated_reservation_takes_stock_once(mesh, public, new_product
     request = inventory_pb2.ReserveStockRequest(
         reservation_id=unique("res"), items=[inventory_pb2.ReservationItem(product_id=product_id, quantity=4)]
     )
-    async with grpc.aio.insecure_channel(mesh.layout.mesh) as first, grpc.aio.insecure_channel(mesh.layout.mesh) as second:
+    mesh_listener = mesh.layout.mesh
+    async with mesh.layout.aio_channel(mesh_listener, "envoy", "orders") as first, \
+            mesh.layout.aio_channel(mesh_listener, "envoy", "orders") as second:
         replies = await asyncio.gather(
             inventory_pb2_grpc.InventoryServiceStub(first).ReserveStock(request, timeout=10),
             inventory_pb2_grpc.InventoryServiceStub(second).ReserveStock(request, timeout=10),

@@ -19,6 +19,7 @@ from devmesh.ports import free_port
 from meshkit import migrations
 from meshkit.database import Database
 from notifications.main import SERVICE_NAME
+from tests.e2e.conftest import identities_in
 
 Health = health_pb2.HealthCheckResponse
 # long enough for the process to start serving first, most of the time
@@ -56,6 +57,7 @@ def statuses(health: health_pb2_grpc.HealthStub) -> set:
 
 def test_a_failed_background_task_makes_health_not_serving_and_the_process_exit_1(tmp_path):
     notification_database_refusing_to_record_a_send(tmp_path / "notifications.db")
+    layout = identities_in(tmp_path)
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [sys.executable, "-m", "notifications"],
@@ -72,7 +74,7 @@ def test_a_failed_background_task_makes_health_not_serving_and_the_process_exit_
     )
     seen = []
     try:
-        with grpc.insecure_channel(address) as channel:
+        with layout.channel(address, "notifications") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             health.Check(health_pb2.HealthCheckRequest(), timeout=20, wait_for_ready=True)
             deadline = time.monotonic() + 15

@@ -5,12 +5,12 @@ import signal
 import subprocess
 import sys
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devmesh.launcher import ROOT
 from devmesh.ports import free_port
+from tests.e2e.conftest import identities_in
 
 
 @pytest.mark.parametrize("service", ["orders", "inventory", "notifications"])
@@ -31,6 +31,7 @@ def test_bad_config_fails_fast_with_one_line(service, tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_graceful_shutdown(sig, tmp_path):
+    layout = identities_in(tmp_path)
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [sys.executable, "-m", "inventory"],
@@ -41,7 +42,7 @@ def test_graceful_shutdown(sig, tmp_path):
         text=True,
     )
     try:
-        with grpc.insecure_channel(address) as channel:
+        with layout.channel(address, "inventory") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="shopmesh.inventory.v1.InventoryService"),
                 timeout=20,
@@ -60,11 +61,12 @@ def test_graceful_shutdown(sig, tmp_path):
 
 
 def test_a_busy_port_is_refused(tmp_path):
+    layout = identities_in(tmp_path)
     address = f"127.0.0.1:{free_port()}"
     env = {"PATH": "/usr/bin:/bin", "NOTIFICATIONS_LISTEN": address, "SHOPMESH_DATA_DIR": str(tmp_path)}
     first = subprocess.Popen([sys.executable, "-m", "notifications"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
-        with grpc.insecure_channel(address) as channel:
+        with layout.channel(address, "notifications") as channel:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20, wait_for_ready=True)
         second = subprocess.run(
             [sys.executable, "-m", "notifications"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30

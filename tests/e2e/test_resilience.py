@@ -229,7 +229,7 @@ def test_sigterm_drains_without_failing_accepted_calls(fault_mesh):
         time.sleep(0.2)  # the four orders are now inside Inventory's slowed ReserveStock
         process = mesh.processes["inventory"]
         process.send_signal(signal.SIGTERM)
-        with grpc.insecure_channel(inventory_address) as direct:
+        with mesh.layout.channel(inventory_address, "inventory") as direct:
             time.sleep(0.3)
             health = health_pb2_grpc.HealthStub(direct).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING

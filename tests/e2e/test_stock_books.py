@@ -147,7 +147,7 @@ def test_ship_and_cancel_racing_on_two_order_processes_exactly_one_wins(books_me
     second = f"127.0.0.1:{free_ports(1)[0]}"
     books_mesh.start_process("orders-2", [sys.executable, "-m", "orders"], second, env={"ORDERS_LISTEN": second})
     try:
-        shipped, cancelled = asyncio.run(race(books_mesh.layout.address("ORDERS_LISTEN"), second, placed))
+        shipped, cancelled = asyncio.run(race(books_mesh.layout, books_mesh.layout.address("ORDERS_LISTEN"), second, placed))
     finally:
         books_mesh.stop_process("orders-2")
     assert len(shipped) + len(cancelled) == 200 and not set(shipped) & set(cancelled)
@@ -158,9 +158,9 @@ def test_ship_and_cancel_racing_on_two_order_processes_exactly_one_wins(books_me
     assert_books_balance(books_mesh)
 
 
-async def race(first: str, second: str, placed: list[pb.Order]) -> tuple[list[str], list[str]]:
-    # straight to each process's own port, as the services behind Envoy's mesh listener
-    async with grpc.aio.insecure_channel(first) as a, grpc.aio.insecure_channel(second) as b:
+async def race(layout, first: str, second: str, placed: list[pb.Order]) -> tuple[list[str], list[str]]:
+    # straight to each process's own port, as Envoy reaches them
+    async with layout.aio_channel(first, "orders", "envoy") as a, layout.aio_channel(second, "orders", "envoy") as b:
         ship, cancel = orders_pb2_grpc.OrderServiceStub(a), orders_pb2_grpc.OrderServiceStub(b)
 
         async def both(order_id: str) -> tuple[bool, bool]:
@@ -252,7 +252,7 @@ def test_a_release_racing_a_slow_reserve_releases_it(books_mesh, operator):
     reservation_id = unique("race")
     lock = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"))
     lock.execute("SELECT available FROM products WHERE product_id = %s FOR UPDATE", (product_id,))
-    with grpc.insecure_channel(books_mesh.layout.mesh) as channel:
+    with books_mesh.layout.channel(books_mesh.layout.mesh, "envoy", caller="orders") as channel:
         internal = stubs_for(channel)
         results = {}
 

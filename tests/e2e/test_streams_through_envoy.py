@@ -5,8 +5,6 @@ import http.client
 import json
 import threading
 
-import grpc
-
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 
@@ -75,7 +73,8 @@ def test_watching_an_unknown_order_over_rest_is_404(rest):
 
 def test_event_stream_on_the_mesh_listener(mesh, public, new_product):
     order = place(public, new_product)
-    with grpc.insecure_channel(mesh.layout.mesh) as channel:
+    # as the Notification service, which follows the stream
+    with mesh.layout.channel(mesh.layout.mesh, "envoy", caller="notifications") as channel:
         stream = orders_pb2_grpc.OrderServiceStub(channel).StreamOrderEvents(pb.StreamOrderEventsRequest(), timeout=30)
         for event in stream:
             if event.order.order_id == order.order_id:

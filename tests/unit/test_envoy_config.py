@@ -169,3 +169,37 @@ def test_cli_fails_with_one_line_on_a_bad_address(tmp_path):
         timeout=30,
     )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_envoys_mesh_identity_is_read_from_watched_files_beside_the_bootstrap(local, tmp_path):
+    out = tmp_path / "envoy.yaml"
+    envoy_config.write(local, out)
+    files = envoy_config.secret_files(out)
+    assert all(path.parent == tmp_path for path in files.values())
+    directory = str(local.mesh_tls_dir.resolve())
+    [identity] = yaml.safe_load(files["mesh_identity"].read_text())["resources"]
+    assert identity["tls_certificate"]["private_key"] == {"filename": f"{directory}/key.pem"}
+    assert identity["tls_certificate"]["watched_directory"] == {"path": directory}
+    [trust] = yaml.safe_load(files["mesh_trust"].read_text())["resources"]
+    assert trust["validation_context"]["watched_directory"] == {"path": directory}
+    # and no key material in the bootstrap itself
+    assert "PRIVATE KEY" not in out.read_text() + files["mesh_identity"].read_text()
+
+
+def test_without_a_mesh_identity_envoy_is_not_rendered(local):
+    with pytest.raises(ValueError, match="ENVOY_MESH_TLS_DIR"):
+        envoy_config.render(replace(local, mesh_tls_dir=None))
+
+
+def test_the_mesh_listener_requires_a_client_certificate_and_every_service_cluster_presents_one(local):
+    config = yaml.safe_load(envoy_config.render(local))
+    [chain] = listeners(envoy_config.render(local))["mesh"]["filter_chains"]
+    assert chain["transport_socket"]["typed_config"]["require_client_certificate"] is True
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] in ("orders", "orders_streams", "orders_events", "inventory", "notifications"):
+            tls = cluster["transport_socket"]["typed_config"]["common_tls_context"]
+            [identity] = tls["tls_certificate_sds_secret_configs"]
+            assert identity["name"] == "mesh_identity"
+            [san] = tls["combined_validation_context"]["default_validation_context"]["match_typed_subject_alt_names"]
+            service = cluster["name"].split("_")[0]
+            assert san == {"san_type": "URI", "matcher": {"exact": f"spiffe://shopmesh.local/{service}"}}
