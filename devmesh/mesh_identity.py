@@ -16,12 +16,13 @@ point through. A reader (Envoy's file-watched SDS, a service's credentials) neve
 certificate of one generation with the key of another.
 
 A certificate with less than a third of its life left, or signed by a CA that was
-replaced, is made anew by ensure(). A replaced CA stays in every trust bundle until it
-expires, so peers still holding certificates it signed are trusted until they reload.
+replaced, is made anew by ensure(). A new CA is first added to every trust bundle, and
+only then used; the replaced one stays in the bundles until it expires, so peers still
+holding certificates it signed are trusted until they reload.
 
     python -m devmesh.mesh_identity                  # creates what is missing or near its end
     python -m devmesh.mesh_identity --rotate         # new certificates for every identity now
-    python -m devmesh.mesh_identity --rotate-ca      # a new CA too
+    python -m devmesh.mesh_identity --rotate-ca      # a new CA too (trusted first, then used)
     python -m devmesh.mesh_identity --ca-cert C --ca-key K   # signed by your own CA
 """
 
@@ -31,7 +32,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devmesh import credentials
 from meshkit import config
-from meshkit.mesh_tls import CA_FILE, CERT_FILE, ENVOY, KEY_FILE, OPERATOR, default_directory, spiffe_id
+from meshkit.mesh_tls import (
+    CA_FILE,
+    CERT_FILE,
+    ENVOY,
+    KEY_FILE,
+    OPERATOR,
+    RENEW_CHECK_SECONDS,
+    default_directory,
+    spiffe_id,
+)
 
 SERVICES = ("orders", "inventory", "notifications")
 # every process that takes part in mutual TLS, and the operator who debugs one
@@ -52,6 +62,9 @@ CA_LIFETIME = dt.timedelta(days=365)
 # short-lived: a stolen key is of use for a day at most
 CERT_LIFETIME = dt.timedelta(hours=24)
 DATA_LINK = "..data"
+# a running mesh takes new files within this (Envoy at once, a service's calls within
+# meshkit.mesh_tls.RENEW_CHECK_SECONDS)
+SETTLE_SECONDS = 2 * RENEW_CHECK_SECONDS
 
 
 @dataclass(frozen=True)
@@ -98,19 +111,29 @@ def under(identity: MeshIdentity, env: Mapping[str, str]) -> dict[str, str]:
 def ensure(
     identity: MeshIdentity, names: Iterable[str] = IDENTITIES, now: dt.datetime | None = None,
     *, rotate: bool = False, rotate_ca: bool = False, own_ca: tuple[Path, Path] | None = None,
+    settle: Callable[[], None] = lambda: None,
 ) -> MeshIdentity:
     """Creates the mesh CA and each identity of names where missing, near its end, or
     signed by another CA; keeps the rest. rotate: new certificates for all of names;
-    rotate_ca: a new CA as well. own_ca (certificate and key files): sign with that CA."""
+    rotate_ca: a new CA as well. own_ca (certificate and key files): sign with that CA.
+
+    A new CA reaches a running mesh in two steps, so that no handshake fails between
+    them: first every identity's bundle trusts both CAs (its certificate unchanged), and
+    once settle() returns (time for every process to take that), the new CA's
+    certificates follow."""
     now = now or dt.datetime.now(dt.UTC)
+    names = list(names)
     if own_ca is not None:
-        ca_cert, ca_key = _adopt_ca(identity, own_ca)
+        ca_cert, ca_key, new_ca = _adopt_ca(identity, own_ca)
     else:
-        if rotate_ca or not identity.ca.exists() or not identity.ca_key.exists() or _renew_due(identity.ca, CA_LIFETIME, now):
+        new_ca = rotate_ca or not identity.ca.exists() or not identity.ca_key.exists() or _renew_due(identity.ca, CA_LIFETIME, now)
+        if new_ca:
             _new_ca(identity, now)
         ca_cert = x509.load_pem_x509_certificate(identity.ca.read_bytes())
         ca_key = serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None)
     bundle = _trust_bundle(identity, now)
+    if new_ca and any([_trust_both(identity, name, bundle) for name in names]):  # every one, then settle
+        settle()
     for name in names:
         if not rotate and _still_good(identity, name, ca_cert, bundle, now):
             continue
@@ -153,6 +176,19 @@ def publish(directory: Path, files: dict[str, tuple[str, int]]) -> None:
         shutil.rmtree(directory / previous, ignore_errors=True)
 
 
+def _trust_both(identity: MeshIdentity, name: str, bundle: str) -> bool:
+    """The identity's certificate and key as they are, with bundle (both CAs); whether
+    there was one to keep."""
+    if not (identity.cert(name).exists() and identity.key(name).exists()):
+        return False
+    publish(identity.directory(name), {
+        CERT_FILE: (identity.cert(name).read_text(), 0o644),
+        KEY_FILE: (identity.key(name).read_text(), 0o600),
+        CA_FILE: (bundle, 0o644),
+    })
+    return True
+
+
 def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
     if identity.ca.exists():
         # trusted on until it ends, so that certificates it signed keep working meanwhile
@@ -179,6 +215,19 @@ def _adopt_ca(identity: MeshIdentity, own_ca: tuple[Path, Path], now: dt.datetim
     credentials.write_file(identity.ca, cert_path.read_text())
 
 
+def _trust_both(identity: MeshIdentity, name: str, bundle: str) -> bool:
+    """The identity's certificate and key as they are, with bundle (both CAs); whether
+    there was one to keep."""
+    if not (identity.cert(name).exists() and identity.key(name).exists()):
+        return False
+    publish(identity.directory(name), {
+        CERT_FILE: (identity.cert(name).read_text(), 0o644),
+        KEY_FILE: (identity.key(name).read_text(), 0o600),
+        CA_FILE: (bundle, 0o644),
+    })
+    return True
+
+
 def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     _keep_previous(identity)
@@ -187,9 +236,11 @@ def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
     credentials.write_file(identity.ca, credentials.pem(credentials.ca_certificate(ca_key, now, "ShopMesh mesh CA", CA_LIFETIME)))
 
 
-def _adopt_ca(identity: MeshIdentity, own_ca: tuple[Path, Path]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _adopt_ca(
+    identity: MeshIdentity, own_ca: tuple[Path, Path]
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, bool]:
     """The operator's CA, read where it is (its key is not copied); its certificate
-    becomes the mesh's."""
+    becomes the mesh's. Also whether it replaced another."""
     cert_path, key_path = own_ca
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -198,11 +249,12 @@ def _adopt_ca(identity: MeshIdentity, own_ca: tuple[Path, Path]) -> tuple[x509.C
         raise config.ConfigError(f"the mesh CA {cert_path} / {key_path} cannot be read: {error}") from None
     if cert.public_key() != key.public_key():
         raise config.ConfigError(f"{key_path} is not the key of {cert_path}")
-    if not identity.ca.exists() or x509.load_pem_x509_certificate(identity.ca.read_bytes()) != cert:
+    replaced = not identity.ca.exists() or x509.load_pem_x509_certificate(identity.ca.read_bytes()) != cert
+    if replaced:
         identity.ca_key.unlink(missing_ok=True)
         _keep_previous(identity)
         credentials.write_file(identity.ca, credentials.pem(cert))
-    return cert, key
+    return cert, key, replaced
 
 
 def _keep_previous(identity: MeshIdentity) -> None:
@@ -257,13 +309,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rotate-ca", action="store_true", help="a new mesh CA, and new certificates")
     parser.add_argument("--ca-cert", type=Path, help="sign with this CA certificate (PEM) instead of the mesh's own")
     parser.add_argument("--ca-key", type=Path, help="the key of --ca-cert (PEM, unencrypted)")
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS, metavar="SECONDS",
+                        help="with a new CA: how long every process gets to trust it before its "
+                             f"certificates are used (default {SETTLE_SECONDS:.0f})")
     args = parser.parse_args(argv)
     if (args.ca_cert is None) != (args.ca_key is None):
         parser.error("--ca-cert and --ca-key go together")
+
+    def settle() -> None:
+        print(f"every identity now trusts the new CA beside the old; its certificates follow in {args.settle:.0f} s",
+              flush=True)
+        time.sleep(args.settle)
+
     try:
         identity = ensure(
             for_data_dir(config.data_dir(os.environ)), rotate=args.rotate or args.rotate_ca, rotate_ca=args.rotate_ca,
-            own_ca=(args.ca_cert, args.ca_key) if args.ca_cert else None,
+            own_ca=(args.ca_cert, args.ca_key) if args.ca_cert else None, settle=settle,
         )
     except config.ConfigError as error:
         print(f"mesh_identity: {error}", file=sys.stderr)

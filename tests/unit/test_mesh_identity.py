@@ -180,3 +180,19 @@ def test_the_cli_prints_paths_and_no_key_material(tmp_path):
     )
     assert "spiffe://shopmesh.local/orders" in result.stdout
     assert "PRIVATE KEY" not in result.stdout + result.stderr
+
+
+def test_a_new_ca_is_trusted_everywhere_before_any_certificate_it_signed_is_used(made):
+    old_ca = made.ca.read_text()
+    old_certs = {name: made.cert(name).read_bytes() for name in IDENTITIES}
+    seen = {}
+
+    def settle():  # what a running mesh has when it takes the new files
+        seen.update({name: (made.cert(name).read_bytes(), made.bundle(name).read_text()) for name in IDENTITIES})
+
+    mesh_identity.ensure(made, rotate_ca=True, settle=settle)
+    new_ca = made.ca.read_text()
+    assert seen == {name: (old_certs[name], new_ca + old_ca) for name in IDENTITIES}
+    for name in IDENTITIES:
+        load(made.cert(name)).verify_directly_issued_by(load(made.ca))
+        assert made.bundle(name).read_text() == new_ca + old_ca
