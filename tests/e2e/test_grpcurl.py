@@ -99,3 +99,27 @@ def test_tls_without_the_ca_is_refused(mesh):
     assert untrusted.returncode != 0
     assert "certificate" in untrusted.stderr
     assert grpcurl(mesh, "list", tls=True).returncode == 0
+
+
+@pytest.mark.parametrize("service", ["orders", "inventory", "notifications"])
+def test_an_operator_debugs_a_service_on_its_own_port_with_the_operator_certificate(mesh, service):
+    """The README's command: the mesh CA, the operator's certificate and key, and the
+    service's name to check its certificate against. Without them the port says nothing."""
+    identity = mesh.layout.mesh_identity.directory("operator")
+    address = mesh.layout.address(f"{service.upper()}_LISTEN")
+    command = [
+        GRPCURL, "-max-time", "15", "-cacert", str(identity / "ca.pem"), "-cert", str(identity / "cert.pem"),
+        "-key", str(identity / "key.pem"), "-servername", service, address,
+    ]
+    listed = subprocess.run([*command, "list"], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert f"shopmesh.{service}.v1." in listed.stdout
+    health = subprocess.run([*command, "grpc.health.v1.Health/Check"], capture_output=True, text=True, timeout=30)
+    assert json.loads(health.stdout) == {"status": "SERVING"}
+    plaintext = subprocess.run([GRPCURL, "-max-time", "5", "-plaintext", address, "list"], capture_output=True, text=True, timeout=30)
+    assert plaintext.returncode != 0
+    no_certificate = subprocess.run(
+        [GRPCURL, "-max-time", "5", "-cacert", str(identity / "ca.pem"), "-servername", service, address, "list"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert no_certificate.returncode != 0
