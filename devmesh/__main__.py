@@ -81,6 +81,10 @@ def main() -> None:
         mesh.stop()
         sys.exit(1)
     print("Stopping ShopMesh ...", flush=True)
+    # a second Ctrl-C (or make passing its SIGTERM on) must not cut the stop short and
+    # leave services running
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     codes = mesh.stop()
     print("Stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()), flush=True)
 
