@@ -190,45 +190,6 @@ def _trust_both(identity: MeshIdentity, name: str, bundle: str) -> bool:
 
 
 def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
-    if identity.ca.exists():
-        # trusted on until it ends, so that certificates it signed keep working meanwhile
-        credentials.write_file(identity.previous_ca, identity.ca.read_text())
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    credentials.write_private_key(identity.ca_key, ca_key)
-    credentials.write_file(identity.ca, credentials.pem(credentials.ca_certificate(ca_key, now, "ShopMesh mesh CA", CA_LIFETIME)))
-
-
-def _adopt_ca(identity: MeshIdentity, own_ca: tuple[Path, Path], now: dt.datetime) -> None:
-    cert_path, key_path = own_ca
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as error:
-        raise config.ConfigError(f"the mesh CA {cert_path} / {key_path} cannot be read: {error}") from None
-    if cert.public_key() != key.public_key():
-        raise config.ConfigError(f"{key_path} is not the key of {cert_path}")
-    if identity.ca.exists() and identity.ca.read_bytes() == cert_path.read_bytes():
-        return
-    if identity.ca.exists():
-        credentials.write_file(identity.previous_ca, identity.ca.read_text())
-    credentials.write_file(identity.ca_key, key_path.read_text(), mode=0o600)
-    credentials.write_file(identity.ca, cert_path.read_text())
-
-
-def _trust_both(identity: MeshIdentity, name: str, bundle: str) -> bool:
-    """The identity's certificate and key as they are, with bundle (both CAs); whether
-    there was one to keep."""
-    if not (identity.cert(name).exists() and identity.key(name).exists()):
-        return False
-    publish(identity.directory(name), {
-        CERT_FILE: (identity.cert(name).read_text(), 0o644),
-        KEY_FILE: (identity.key(name).read_text(), 0o600),
-        CA_FILE: (bundle, 0o644),
-    })
-    return True
-
-
-def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     _keep_previous(identity)
     # the key first: a CA certificate is never found beside another CA's key
