@@ -163,16 +163,16 @@ class MeshChannel:
     def _open(self) -> grpc.aio.Channel:
         return channel(self._tls, self._address, self._options, self._peer)
 
-    def _callable(self, kind: str, method: str, kwargs: dict):
-        key = (kind, method, *sorted(kwargs.items(), key=lambda item: item[0]))
-        found = self._callables.get(key)
-        if found is None:
-            found = self._callables[key] = getattr(self._channel, kind)(method, **kwargs)
-        return found
-
     def _renewing(self, kind: str, method: str, kwargs: dict):
+        """What a stub keeps for one method: each call goes to the channel of the moment
+        (its multicallable made once per channel)."""
+        key = (kind, method)
+
         def call(*args, **call_kwargs):
-            return self._callable(kind, method, kwargs)(*args, **call_kwargs)
+            found = self._callables.get(key)
+            if found is None:
+                found = self._callables[key] = getattr(self._channel, kind)(method, **kwargs)
+            return found(*args, **call_kwargs)
 
         return call
 

@@ -4,8 +4,6 @@ one identity that needs it, caller headers count only from Envoy's certificate, 
 cluster Envoy calls speaks TLS."""
 
 import json
-import socket
-import ssl
 import threading
 import time
 
@@ -19,6 +17,7 @@ from meshkit import mesh_tls
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
 from tests.e2e.conftest import start_mesh, stubs_for, unique
+from tests.mesh_peers import der, presented
 
 SERVICES = ("orders", "inventory", "notifications")
 CLUSTERS = ("orders", "orders_streams", "orders_events", "inventory", "notifications")
@@ -143,16 +142,6 @@ def test_every_cluster_envoy_calls_speaks_tls(mesh, public, new_product):
             assert socket_type.endswith("tls.v3.UpstreamTlsContext"), cluster["name"]
 
 
-def presented(address: str, tls: mesh_tls.MeshTls, server: str) -> bytes:
-    """The certificate (DER) a server shows on a new TLS connection."""
-    context = ssl.create_default_context(cafile=str(tls.directory / mesh_tls.CA_FILE))
-    context.load_cert_chain(tls.directory / mesh_tls.CERT_FILE, tls.directory / mesh_tls.KEY_FILE)
-    context.set_alpn_protocols(["h2"])
-    host, port = address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw, server_hostname=server) as conn:
-        return conn.getpeercert(binary_form=True)
-
-
 @pytest.fixture(scope="module")
 def rotating_mesh(request, tmp_path_factory):
     """A mesh of its own: its identities are rotated."""
@@ -215,13 +204,10 @@ def test_every_certificate_and_the_ca_rotated_under_load_fail_no_call(rotating_m
         watch.cancel()
     assert failures == [] and sum(calls) > 20, (len(calls), failures[:5])
 
-    def der(name: str) -> bytes:
-        return ssl.PEM_cert_to_DER_cert(layout.tls(name).material().cert.decode())
-
     assert all(len({old[name], rotated[name], layout.tls(name).material().cert}) == 3 for name in old)
     operator = layout.tls("operator")
     for service in SERVICES:
-        assert presented(layout.address(f"{service.upper()}_LISTEN"), operator, service) == der(service)
-    assert presented(layout.mesh, layout.tls("orders"), "envoy") == der("envoy")
+        assert presented(layout.address(f"{service.upper()}_LISTEN"), operator, service) == der(layout.tls(service))
+    assert presented(layout.mesh, layout.tls("orders"), "envoy") == der(layout.tls("envoy"))
     for service in SERVICES:
         assert "mesh identity reloaded; new calls use it" in mesh.log_path(service).read_text(), service
