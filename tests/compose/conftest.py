@@ -103,11 +103,25 @@ def project(env, tmp_path_factory):
             "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", "shopmesh:latest", str(ROOT), timeout=900
         ))
         build_once_more_on_failure(lambda: running.compose("build", "postgres", "mailpit"))
+        # Debian's podman (4.3) does not wait for service_healthy: PostgreSQL is brought
+        # up and waited for first, as Docker Compose would before starting the services
+        # (one started too early exits, and podman 4.3 then fails to start Envoy, which
+        # requires it, with "generating dependency graph ... not found in input list")
+        running.compose("up", "-d", "postgres", "mailpit")
+        running.wait_healthy([running.container("postgres")])
         running.compose("up", "-d")
+        # the mesh CA and identities, made before any ShopMesh process started (podman
+        # starts it again with each container that requires it: it then renews what is due)
+        init = running.container("mesh-identity")
+        exit_code = running.podman("wait", init, timeout=60).strip()
+        assert exit_code == "0", f"mesh-identity exited {exit_code}:\n{running.logs(init)}"
         running.wait_healthy([running.container(s) for s in SERVICES]
                              + [running.container("orders", n) for n in range(1, REPLICAS["orders"] + 1)])
         # healthy containers are not yet routed to: wait until Envoy's own checks pass
         running.wait_routed(REPLICAS)
+        # and the services find Envoy's mesh listener by name (podman's DNS, see wait_resolvable)
+        running.wait_resolvable("envoy", [running.container(s, n) for s, count in REPLICAS.items()
+                                          for n in range(1, count + 1)])
         running.ca = running.fetch_ca(tmp_path_factory.mktemp("edge") / "ca.pem")
         yield running
     finally:

@@ -1,13 +1,15 @@
 """Podman and podman-compose as the compose test drives them: the real
 compose.yaml plus tests/compose/override.yaml, under a project name of its own."""
 
+import json
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devmesh.launcher import cluster_health
+from devmesh.launcher import admin_get, cluster_health
 from devmesh.paths import ROOT, executable
 
 # Podman here needs runc and higher limits than its defaults (see README).
@@ -54,8 +56,9 @@ class Project:
     ca: Path | None = None
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
-    def compose(self, *args: str, timeout: float = 900) -> str:
-        files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
+    def compose(self, *args: str, timeout: float = 900, overrides: Sequence[Path] = ()) -> str:
+        """podman-compose on this project; overrides: more compose files after ours."""
+        files = [arg for path in [*COMPOSE_FILES, *overrides] for arg in ("-f", str(path))]
         return run([executable("podman-compose"), *files, "-p", self.name, *args], self.env, timeout)
 
     def leftovers(self) -> dict[str, list[str]]:
@@ -113,6 +116,27 @@ class Project:
             time.sleep(0.5)
         raise TimeoutError(f"Envoy does not route to every replica after {timeout:.0f}s: {health}")
 
+    def wait_resolvable(self, name: str, containers: list[str], timeout: float = 120) -> None:
+        """Until name resolves inside each of containers. With Debian's podman, for up to a
+        minute after a container joins the network, the others' queries may not reach its
+        DNS server (the bridge seems to take the newcomer's MAC address while their ARP
+        entries still name the old one), and a gRPC channel whose lookup failed meanwhile
+        waits 30 s before it looks again."""
+        deadline = time.monotonic() + timeout
+        pending = list(containers)
+        while pending and time.monotonic() < deadline:
+            for container in list(pending):
+                looked_up = subprocess.run(
+                    ["podman", "exec", container, "python", "-c", f"import socket; socket.getaddrinfo({name!r}, None)"],
+                    env=self.env, capture_output=True, text=True, timeout=60, check=False,
+                )
+                if looked_up.returncode == 0:
+                    pending.remove(container)
+            if pending:
+                time.sleep(1)
+        if pending:
+            raise TimeoutError(f"{name} does not resolve after {timeout:.0f}s in {pending}")
+
     def fetch_ca(self, into: Path) -> Path:
         """Envoy's development CA, taken out the way compose.yaml's header says
         (`compose exec -T envoy cat ...`), written to into."""
@@ -130,6 +154,24 @@ class Project:
                               "--email", email, "--roles", roles)
             self._tokens[email, roles] = out.strip()
         return self._tokens[email, roles]
+
+    def stats(self, contains: str) -> dict[str, int]:
+        """Envoy's counters and gauges (its admin's /stats) whose names contain contains."""
+        found = {}
+        for line in admin_get(self.admin, f"/stats?filter={contains}").splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().isdigit():
+                found[name] = int(value)
+        return found
+
+    def served_certificates(self) -> list[dict]:
+        """The certificates Envoy presents now (its admin's /certs)."""
+        certs = json.loads(admin_get(self.admin, "/certs"))["certificates"]
+        return [chain for entry in certs for chain in entry.get("cert_chain", [])]
+
+    def python(self, container: str, code: str, *args: str) -> str:
+        """Runs code with the image's Python inside container (as its user, with its environment)."""
+        return self.podman("exec", container, "python", "-c", code, *args)
 
     def logs(self, container: str) -> str:
         result = subprocess.run(["podman", "logs", container], env=self.env, capture_output=True, text=True,

@@ -1,18 +1,27 @@
 """`make compose-test`: the real compose.yaml, run with podman on this machine,
 used as a client would use it through Envoy's published port: TLS with the
-development CA taken out of the container, and tokens minted inside it."""
+development CA taken out of the container, and tokens minted inside it. Inside the
+project every hop is mutual TLS with identities made by the mesh-identity container,
+rotated (and signed by an operator's own CA) while everything runs."""
 
+import datetime as dt
 import http.client
 import json
+import os
 import ssl
+import textwrap
 import time
 import urllib.error
 import urllib.request
 
 import grpc
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.type import money_pb2
 
+from devmesh import credentials
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -22,6 +31,41 @@ pytestmark = pytest.mark.compose
 
 PRODUCT = "COMPOSE-1"
 OPERATOR = "ops@example.com"
+# each service's port on the project's network, and where its identity is mounted
+SERVICE_ADDRESSES = {"orders": "orders:50051", "inventory": "inventory:50052", "notifications": "notifications:50053"}
+MESH_DIR = "/run/shopmesh/mesh"
+# Envoy's mesh listener, seen from inside its own container
+MESH_LISTENER = "0.0.0.0_8081"
+
+# Run in the Envoy container: a health check on each target as a plaintext client, as a TLS
+# client with the mesh CA but no certificate of its own, and as Envoy (its identity);
+# prints the status code (or SERVING) of each.
+CALLERS = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from meshkit import mesh_tls
+
+    envoy = mesh_tls.MeshTls(Path(os.environ["ENVOY_MESH_TLS_DIR"]), "envoy")
+    def check(channel):
+        with channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            except grpc.RpcError as error:
+                return error.code().name
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    seen = {}
+    for name, address in json.loads(sys.argv[1]).items():
+        options = [mesh_tls.server_name_option(name)]
+        seen[name] = {
+            "plaintext": check(grpc.insecure_channel(address)),
+            "no certificate": check(grpc.secure_channel(
+                address, grpc.ssl_channel_credentials(envoy.material().ca), options=options)),
+            "envoy": check(grpc.secure_channel(address, envoy.channel_credentials(), options=options)),
+        }
+    print(json.dumps(seen))
+""")
 
 
 def stubs(project):
@@ -215,3 +259,126 @@ def test_the_published_port_speaks_only_tls(project):
     with pytest.raises((OSError, http.client.HTTPException)):
         with urllib.request.urlopen(f"http://{project.public}/v1/products", timeout=15) as reply:
             reply.read()
+
+
+def cluster_counters(project, counter: str) -> dict[str, int]:
+    """counter (e.g. ssl.handshake) of each of Envoy's clusters, by cluster name."""
+    return {name.removeprefix("cluster.").removesuffix(f".{counter}"): value
+            for name, value in project.stats(counter).items()
+            if name.startswith("cluster.") and name.endswith(f".{counter}")}
+
+
+def mesh_listener_handshakes(project) -> int:
+    return project.stats("ssl.handshake")[f"listener.{MESH_LISTENER}.ssl.handshake"]
+
+
+def test_every_hop_inside_the_mesh_is_mutual_tls(project):
+    # every connection Envoy opened to a ShopMesh service was a TLS handshake
+    handshakes = cluster_counters(project, "ssl.handshake")
+    connections = {name: count for name, count in cluster_counters(project, "upstream_cx_total").items()
+                   if count and name not in ("otel_collector", "jwks")}
+    assert {"orders", "inventory", "notifications"} <= set(connections)
+    assert all(handshakes.get(name, 0) > 0 for name in connections), (handshakes, connections)
+    # and the services called Envoy's mesh listener over TLS too (Reserve, the event stream)
+    assert mesh_listener_handshakes(project) > 0
+
+    # a service's port and the mesh listener turn away plaintext and callers without a
+    # certificate of the mesh CA; Envoy's own certificate is taken
+    targets = {**SERVICE_ADDRESSES, "envoy": "127.0.0.1:8081"}
+    seen = json.loads(project.python(project.container("envoy"), CALLERS, json.dumps(targets)))
+    for name in SERVICE_ADDRESSES:
+        assert seen[name] == {"plaintext": "UNAVAILABLE", "no certificate": "UNAVAILABLE", "envoy": "SERVING"}, name
+    # the mesh listener: TLS let through, then RBAC decides (health is no mesh route)
+    assert seen["envoy"]["plaintext"] == seen["envoy"]["no certificate"] == "UNAVAILABLE"
+    assert seen["envoy"]["envoy"] != "UNAVAILABLE", seen["envoy"]
+
+
+def certificate_in(project, container: str, name: str) -> x509.Certificate:
+    """The certificate of identity name as mounted in container."""
+    pem = project.podman("exec", container, "cat", f"{MESH_DIR}/{name}/cert.pem")
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def envoy_presents(project, cert: x509.Certificate) -> bool:
+    return any(int(chain.get("serial_number", "0"), 16) == cert.serial_number
+               for chain in project.served_certificates())
+
+
+def wait_presented(project, cert: x509.Certificate, timeout: float = 30) -> bool:
+    """Whether Envoy presents cert within timeout (it watches its identity's files)."""
+    deadline = time.monotonic() + timeout
+    while not envoy_presents(project, cert):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def own_ca(directory, uid: int) -> x509.Certificate:
+    """An operator's CA in directory (ca.pem, ca-key.pem), readable by the image's user."""
+    directory.mkdir()
+    directory.chmod(0o755)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = credentials.ca_certificate(key, dt.datetime.now(dt.UTC), "Operator's own mesh CA", dt.timedelta(days=30))
+    credentials.write_private_key(directory / "ca-key.pem", key)
+    credentials.write_file(directory / "ca.pem", credentials.pem(cert))
+    for name in ("ca.pem", "ca-key.pem"):
+        os.chown(directory / name, uid, -1)
+    return cert
+
+
+def test_identities_rotate_and_take_the_operators_own_ca_while_everything_runs(project, tmp_path):
+    """compose.yaml's own instructions: `run --rm mesh-identity --rotate`, then an override
+    file that signs with the operator's CA. Envoy presents its new certificate, and the
+    services' health checks and calls through the mesh carry on on new connections, with
+    nothing restarted but one Order replica (on purpose, after the first rotation)."""
+    envoy = project.container("envoy")
+    throughout = [envoy, *(project.container(name) for name in SERVICE_ADDRESSES)]
+    started = project.podman("inspect", "--format", "{{.State.StartedAt}}", *throughout)
+    first = {name: certificate_in(project, project.container(name), name) for name in SERVICE_ADDRESSES}
+    first["envoy"] = certificate_in(project, envoy, "envoy")
+    assert wait_presented(project, first["envoy"])
+
+    project.compose("run", "--rm", "mesh-identity", "--rotate", timeout=300)
+    rotated = {name: certificate_in(project, project.container(name), name) for name in first}
+    assert all(rotated[name].serial_number != first[name].serial_number for name in first)
+    assert all(rotated[name].issuer == first[name].issuer for name in first)
+    assert wait_presented(project, rotated["envoy"]) and not envoy_presents(project, first["envoy"])
+    # a replica started now serves its new certificate to Envoy's health checks, and is
+    # routed to (stop and start: podman's restart passes over a container whose required
+    # mesh-identity has exited; start runs mesh-identity again, which changes nothing now)
+    project.podman("stop", "--time", "30", project.container("orders", 2))
+    project.podman("start", project.container("orders", 2))
+    project.wait_healthy([project.container("orders", 2)])
+    project.wait_routed(REPLICAS)
+    project.wait_resolvable("envoy", [project.container(name) for name in SERVICE_ADDRESSES]
+                            + [project.container("orders", 2)])
+
+    # the override compose.yaml describes, with a CA made here and owned by the image's user
+    uid = int(project.compose("run", "--rm", "--entrypoint", "id", "mesh-identity", "-u", timeout=300).split()[-1])
+    ca = own_ca(tmp_path / "mesh-ca", uid)
+    override = tmp_path / "compose.mesh-ca.yaml"
+    override.write_text(yaml.safe_dump({"services": {"mesh-identity": {
+        "entrypoint": ["/opt/shopmesh/bin/python", "-m", "devmesh.mesh_identity",
+                       "--ca-cert", "/run/mesh-ca/ca.pem", "--ca-key", "/run/mesh-ca/ca-key.pem"],
+        "volumes": [f"{tmp_path / 'mesh-ca'}:/run/mesh-ca:ro"],
+    }}}))
+    handshakes = mesh_listener_handshakes(project)
+    project.compose("run", "--rm", "mesh-identity", timeout=300, overrides=[override])
+    signed = {name: certificate_in(project, project.container(name), name) for name in first}
+    for cert in signed.values():
+        cert.verify_directly_issued_by(ca)
+    assert wait_presented(project, signed["envoy"]), project.served_certificates()
+
+    # each service takes the new files on its next connection: its health check (as itself,
+    # with a certificate of the new CA) passes, and its calls through Envoy's mesh listener
+    # do (an order reserves stock: Orders to Inventory; Notifications follows the events)
+    project.wait_healthy([project.container(s) for s in SERVICE_ADDRESSES] + [project.container("orders", 2)])
+    channel, orders_stub, _, _ = stubs(project)
+    with channel:
+        placed = eventually(lambda: [orders_stub.CreateOrder(
+            new_order("own-ca@example.com"), timeout=30, credentials=customer(project, "own-ca@example.com"))])
+        assert placed and placed[0].order_id
+    assert eventually(lambda: [e for e in emails(project) if e["to"] == "own-ca@example.com"])
+    assert mesh_listener_handshakes(project) > handshakes
+    assert project.podman("inspect", "--format", "{{.State.StartedAt}}", *throughout) == started
