@@ -53,7 +53,10 @@ def main() -> None:
         sys.exit(f"make up: {error}")
     layout = Layout.from_env({**env, "SHOPMESH_DATA_DIR": str(data)})
     run_dir = data / "run"
-    mesh = Mesh(layout, run_dir, log_files=False)
+    try:
+        mesh = Mesh(layout, run_dir, log_files=False)
+    except config.ConfigError as error:
+        sys.exit(f"make up: {error}")
     # Ctrl-C and SIGTERM both stop the mesh in order, also when started from a
     # shell that made SIGINT ignored for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)

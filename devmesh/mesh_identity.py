@@ -126,17 +126,26 @@ def ensure(
     if own_ca is not None:
         ca_cert, ca_key, new_ca = _adopt_ca(identity, own_ca)
     else:
-        new_ca = rotate_ca or not identity.ca.exists() or not identity.ca_key.exists() or _renew_due(identity.ca, CA_LIFETIME, now)
+        # a CA without its key here is one an operator brought: never replaced by one of our own unasked
+        brought = identity.ca.exists() and not identity.ca_key.exists()
+        new_ca = rotate_ca or not identity.ca.exists() or (not brought and _renew_due(identity.ca, CA_LIFETIME, now))
         if new_ca:
             _new_ca(identity, now)
         ca_cert = x509.load_pem_x509_certificate(identity.ca.read_bytes())
-        ca_key = serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None)
+        ca_key = None if brought and not new_ca else serialization.load_pem_private_key(
+            identity.ca_key.read_bytes(), password=None
+        )
     bundle = _trust_bundle(identity, now)
     if new_ca and any([_trust_both(identity, name, bundle) for name in names]):  # every one, then settle
         settle()
     for name in names:
         if not rotate and _still_good(identity, name, ca_cert, bundle, now):
             continue
+        if ca_key is None:
+            raise config.ConfigError(
+                f"{identity.ca} is a CA you brought, and its key is not kept here: sign with --ca-cert and "
+                "--ca-key again (or --rotate-ca for a mesh CA of ShopMesh's own)"
+            )
         key = ec.generate_private_key(ec.SECP256R1())
         issued = credentials.leaf_certificate(
             key, (ca_cert, ca_key), now, CERT_LIFETIME, name,

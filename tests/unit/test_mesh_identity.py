@@ -18,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devmesh import credentials, mesh_identity
 from devmesh.mesh_identity import IDENTITIES, MeshIdentity
+from meshkit import config
 
 
 @pytest.fixture
@@ -196,3 +197,16 @@ def test_a_new_ca_is_trusted_everywhere_before_any_certificate_it_signed_is_used
     for name in IDENTITIES:
         load(made.cert(name)).verify_directly_issued_by(load(made.ca))
         assert made.bundle(name).read_text() == new_ca + old_ca
+
+
+def test_a_ca_brought_by_the_operator_is_never_replaced_unasked(made, tmp_path):
+    own = mesh_identity.ensure(MeshIdentity(tmp_path / "own"), [])
+    mesh_identity.ensure(made, own_ca=(own.ca, own.ca_key))
+    certs = {name: made.cert(name).read_bytes() for name in IDENTITIES}
+    mesh_identity.ensure(made)  # nothing due: fine without the key
+    assert {name: made.cert(name).read_bytes() for name in IDENTITIES} == certs
+    with pytest.raises(config.ConfigError, match="--ca-cert"):
+        mesh_identity.ensure(made, rotate=True)  # something to sign, and no key to sign with
+    assert made.ca.read_bytes() == own.ca.read_bytes()
+    mesh_identity.ensure(made, rotate_ca=True)  # asked for: a CA of ShopMesh's own
+    assert made.ca.read_bytes() != own.ca.read_bytes() and made.ca_key.exists()
