@@ -13,13 +13,12 @@ presents them. Calls in flight finish on the connections they started on.
 import asyncio
 import logging
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from meshkit import config
 
@@ -74,21 +73,25 @@ class MeshTls:
         return spiffe_id(self.name)
 
     def material(self) -> Material:
-        """The three files, the certificate checked against the key (read while a
-        rotation swaps them, they may belong to two generations: ConfigError)."""
+        """The three files, the certificate checked against the key; ConfigError when
+        they are not a whole identity (read while a rotation swaps them, they may belong
+        to two generations: then they are read again later)."""
+        paths = [self.directory / file for file in (CA_FILE, CERT_FILE, KEY_FILE)]
         try:
-            material = Material(*(
-                (self.directory / file).read_bytes() for file in (CA_FILE, CERT_FILE, KEY_FILE)
-            ))
-            cert = x509.load_pem_x509_certificate(material.cert)
-            key = serialization.load_pem_private_key(material.key, password=None)
-        except (OSError, ValueError, TypeError) as error:
+            material = Material(*(path.read_bytes() for path in paths))
+            # Python's own TLS checks what grpc would only find at a handshake (and needs
+            # no library of its own in every service): the CA bundle parses, the key fits
+            check = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            check.load_verify_locations(cadata=material.ca.decode())
+            check.load_cert_chain(paths[1], paths[2])
+            unchanged = Material(*(path.read_bytes() for path in paths)) == material
+        except (OSError, ValueError, ssl.SSLError) as error:
             raise config.ConfigError(
                 f"no usable mesh identity in {self.directory} ({error}); "
                 "`python -m devmesh.mesh_identity` makes the development ones"
             ) from None
-        if cert.public_key() != key.public_key():
-            raise config.ConfigError(f"{self.directory}: {CERT_FILE} is not the certificate of {KEY_FILE}")
+        if not unchanged:
+            raise config.ConfigError(f"{self.directory}: its files changed while being read")
         return material
 
     def version(self) -> tuple:
