@@ -3,8 +3,9 @@ a customer acts only for their own email.
 
 Envoy checks the token and the caller's role per method; it passes the verified
 subject, email and roles on in x-shopmesh-* headers, after dropping any a client sent,
-and marks every call that came through the public edge. A call without that mark came
-from another service on the mesh listener and acts for nobody in particular.
+and marks every call that came through the public edge. The headers are believed only
+from Envoy's own certificate (meshkit.request_context). A call without that mark came
+from another service through the mesh listener and acts for nobody in particular.
 """
 
 import base64
