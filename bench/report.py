@@ -43,6 +43,17 @@ class TokenCheck:
     get_order_share_percent: dict[str, float]
 
 
+def get_order_shares(results: Results, us_per_call: float) -> dict[str, float]:
+    """backend -> us_per_call as a share (percent) of GetOrder's CPU per call, Envoy + orders."""
+    shares = {}
+    for backend in results.options["backends"]:
+        get = next((m for m in results.measurements if m.target == backend and m.scenario == "GetOrder gRPC"), None)
+        if get is not None:
+            per_call = 1000 * sum(get.cpu_per_1k.get(name, 0.0) for name in ("envoy", "orders"))
+            shares[backend] = 100 * us_per_call / per_call if per_call else math.nan
+    return shares
+
+
 def token_check(results: Results) -> TokenCheck | None:
     """From the anchor and its anonymous twin of the same run; None if either is missing."""
     echo = {m.scenario: m for m in results.measurements if m.target == ECHO}
@@ -54,12 +65,7 @@ def token_check(results: Results) -> TokenCheck | None:
     # CPU seconds per 1,000 calls -> microseconds per call
     us_with, us_anonymous = 1000 * with_token.cpu_per_1k["envoy"], 1000 * anonymous.cpu_per_1k["envoy"]
     cost = us_with - us_anonymous
-    shares = {}
-    for backend in results.options["backends"]:
-        get = next((m for m in results.measurements if m.target == backend and m.scenario == "GetOrder gRPC"), None)
-        if get is not None:
-            per_call = 1000 * sum(get.cpu_per_1k.get(name, 0.0) for name in ("envoy", "orders"))
-            shares[backend] = 100 * cost / per_call if per_call else math.nan
+    shares = get_order_shares(results, cost)
     change = 100 * (with_token.rps / anonymous.rps - 1) if anonymous.rps else math.nan
     return TokenCheck(us_with, us_anonymous, cost, with_token.rps, anonymous.rps, change, shares)
 
@@ -105,12 +111,7 @@ def mtls_cost(results: Results) -> MtlsCost | None:
     echo_with, echo_without = 1000 * with_tls.cpu_per_1k[ECHO], 1000 * without.cpu_per_1k[ECHO]
     us_with, us_without = envoy_with + echo_with, envoy_without + echo_without
     cost = us_with - us_without
-    shares = {}
-    for backend in results.options["backends"]:
-        get = next((m for m in results.measurements if m.target == backend and m.scenario == "GetOrder gRPC"), None)
-        if get is not None:
-            per_call = 1000 * sum(get.cpu_per_1k.get(name, 0.0) for name in ("envoy", "orders"))
-            shares[backend] = 100 * cost / per_call if per_call else math.nan
+    shares = get_order_shares(results, cost)
     change = 100 * (with_tls.rps / without.rps - 1) if without.rps else math.nan
     return MtlsCost(
         us_with, us_without, cost, envoy_with, envoy_without, echo_with, echo_without,
