@@ -14,13 +14,15 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 RUN python3 -m venv /opt/shopmesh
 # Dependencies first, in a layer of their own: a code change does not reinstall them.
+# The server needs the client package (clients/python: the generated stubs, from gen/).
 COPY pyproject.toml README.md /app/
-RUN mkdir -p /app/gen/shopmesh \
-    && /opt/shopmesh/bin/pip install --quiet /app \
-    && /opt/shopmesh/bin/pip uninstall --quiet --yes shopmesh
+COPY clients/python /app/clients/python
+COPY gen /app/gen
+RUN /opt/shopmesh/bin/pip install --quiet /app/clients/python /app \
+    && /opt/shopmesh/bin/pip uninstall --quiet --yes shopmesh shopmesh-api
 COPY . /app
 # Editable: the code runs from /app, where the Envoy template and descriptor set live.
-RUN /opt/shopmesh/bin/pip install --quiet --no-deps -e /app
+RUN /opt/shopmesh/bin/pip install --quiet --no-deps -e /app/clients/python -e /app
 
 FROM ${BASE_IMAGE}
 ENV PYTHONUNBUFFERED=1 \

@@ -17,12 +17,12 @@ TEST_WORKERS ?= 2
 # e.g. make bench BENCH_ARGS="--pg --duration 20"
 BENCH_ARGS ?=
 
-.PHONY: up test bench load-tools browser compose-test soak-test lint gen gen-check protodeps install clean
+.PHONY: up test bench load-tools browser compose-test soak-test lint contract clients gen gen-check protodeps install clean
 
 up: install gen/shopmesh.pb
 	$(BIN)/python -m devmesh
 
-test: lint load-tools browser
+test: lint contract load-tools browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install load-tools gen/shopmesh.pb
@@ -49,9 +49,9 @@ browser: $(INSTALLED)
 
 install: $(INSTALLED) $(BUF) protodeps
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e clients/python -e '.[test,bench]'
 	touch $@
 
 $(BUF): package.json package-lock.json
@@ -66,6 +66,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+
+# The API against the last release (newest v* tag, else HEAD~1), offline: buf breaking
+# and the REST mapping of every method. CONTRACT_AGAINST=REF picks another baseline.
+CONTRACT_AGAINST ?=
+contract: install
+	$(BIN)/python -m devmesh.contract $(if $(CONTRACT_AGAINST),--against $(CONTRACT_AGAINST))
+
+# The client packages other apps install, into dist/: the shopmesh-api wheel (the same
+# bytes for the same commit).
+clients: install
+	$(BIN)/python -m devmesh.python_client --out dist
 
 # Regenerate gen/ when a proto changed (the result is committed).
 gen/shopmesh.pb: $(PROTOS) | $(INSTALLED)

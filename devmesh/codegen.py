@@ -67,6 +67,11 @@ def generate(out: Path) -> None:
     for directory in [out / "shopmesh", *(out / "shopmesh").rglob("*")]:
         if directory.is_dir() and directory.name != "__pycache__":
             (directory / "__init__.py").touch()
+    # what the client package (clients/python) ships beside the code: each .proto next to
+    # its modules, and the mark that the stubs are typed (PEP 561)
+    for name in files:
+        shutil.copyfile(PROTOS / name, out / name)
+    (out / "shopmesh" / "py.typed").touch()
 
 
 def link_proto_deps() -> None:
