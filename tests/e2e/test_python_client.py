@@ -26,15 +26,27 @@ def wheel(tmp_path_factory) -> Path:
     return python_client.build(tmp_path_factory.mktemp("dist"))
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory, wheel) -> Path:
-    """A virtual environment without system packages, holding only the wheel (and what it needs)."""
-    home = tmp_path_factory.mktemp("app") / "venv"
+# the lowest versions the wheel declares, each what the generated code or protobuf 7 needs
+FLOORS = ("grpcio==1.85.1", "protobuf==7.35.1", "googleapis-common-protos==1.73.1")
+IMPORT_ALL = (
+    "import shopmesh.orders.v1.orders_pb2_grpc, shopmesh.inventory.v1.inventory_pb2_grpc,"
+    " shopmesh.notifications.v1.notifications_pb2_grpc, shopmesh_api"
+)
+
+
+def environment(home: Path, *requirements: str) -> Path:
+    """A virtual environment without system packages, with requirements installed; its python."""
     venv.create(home, with_pip=True, system_site_packages=False)
     python = home / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
                    check=True, timeout=600)
     return python
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, wheel) -> Path:
+    """Holding only the wheel (and what it needs)."""
+    return environment(tmp_path_factory.mktemp("app") / "venv", str(wheel))
 
 
 def test_two_builds_are_the_same_bytes(wheel, tmp_path):
@@ -50,6 +62,15 @@ def test_the_wheel_brings_only_the_stubs_and_their_three_dependencies(clean):
     imports = "import shopmesh.orders.v1.orders_pb2_grpc, shopmesh_api; import sqlalchemy"
     tried = subprocess.run([clean, "-c", imports], capture_output=True, text=True, cwd="/", timeout=60)
     assert "No module named 'sqlalchemy'" in tried.stderr, tried.stderr
+
+
+def test_the_declared_floors_are_the_real_ones(wheel, tmp_path):
+    python = environment(tmp_path / "venv", str(wheel), *FLOORS)
+    subprocess.run([python, "-c", IMPORT_ALL], check=True, cwd="/", timeout=60)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "protobuf==7.34.0"], check=True, timeout=600)
+    older = subprocess.run([python, "-c", IMPORT_ALL], capture_output=True, text=True, cwd="/", timeout=60)
+    assert "gencode 7.35.1 runtime 7.34.0" in older.stderr, older.stderr
 
 
 def test_the_example_app_places_reads_and_watches_an_order(mesh, new_product, clean, tmp_path):
