@@ -74,9 +74,11 @@ contract: install
 	$(BIN)/python -m devmesh.contract $(if $(CONTRACT_AGAINST),--against $(CONTRACT_AGAINST))
 
 # The client packages other apps install, into dist/: the shopmesh-api wheel (the same
-# bytes for the same commit).
+# bytes for the same commit); and the TypeScript client into clients/ts/dist/
+# (@shopmesh/client's .tgz, and shopmesh.js for a plain <script>).
 clients: install
 	$(BIN)/python -m devmesh.python_client --out dist
+	$(BIN)/python -m devmesh.ts_client
 
 # Regenerate gen/ when a proto changed (the result is committed).
 gen/shopmesh.pb: $(PROTOS) | $(INSTALLED)
@@ -89,4 +91,4 @@ gen-check: install
 	$(BIN)/python -m devmesh.codegen --check
 
 clean:
-	rm -rf $(VENV) node_modules .protodeps .pytest_cache
+	rm -rf $(VENV) node_modules .protodeps .pytest_cache clients/ts/gen clients/ts/dist dist
