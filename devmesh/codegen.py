@@ -67,10 +67,7 @@ def generate(out: Path) -> None:
     for directory in [out / "shopmesh", *(out / "shopmesh").rglob("*")]:
         if directory.is_dir() and directory.name != "__pycache__":
             (directory / "__init__.py").touch()
-    # what the client package (clients/python) ships beside the code: each .proto next to
-    # its modules, and the mark that the stubs are typed (PEP 561)
-    for name in files:
-        shutil.copyfile(PROTOS / name, out / name)
+    # the stubs are typed (PEP 561): the client package (clients/python) ships this mark
     (out / "shopmesh" / "py.typed").touch()
 
 

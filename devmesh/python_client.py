@@ -1,8 +1,9 @@
 """`make clients` (Python): builds the shopmesh-api wheel into dist/, the same bytes for
 the same sources, without network.
 
-The project (clients/python) is copied with its link to gen/shopmesh resolved, and built
-there with the venv's setuptools (no isolated build environment to download); every file
+The project (clients/python) is copied with its link to gen/shopmesh resolved, the .proto
+files of protos/ put beside the modules made from them, and built there with the venv's
+setuptools (no isolated build environment to download); every file
 in the wheel gets the time of the last commit (SOURCE_DATE_EPOCH), so two builds of one
 commit are identical.
 
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from devmesh.paths import ROOT
+from devmesh.paths import PROTOS, ROOT
 
 PROJECT = ROOT / "clients" / "python"
 # 1980-01-01, the earliest time a zip entry can hold: when the sources are not in git
@@ -38,6 +39,9 @@ def build(out: Path) -> Path:
         project = Path(tmp) / "python"
         shutil.copytree(PROJECT, project, symlinks=False, ignore=shutil.ignore_patterns(
             "__pycache__", "*.egg-info", "build", "dist"))
+        # each .proto beside the modules generated from it (shopmesh/orders/v1/orders.proto)
+        for proto in PROTOS.rglob("*.proto"):
+            shutil.copyfile(proto, project / "src" / proto.relative_to(PROTOS))
         built = Path(tmp) / "wheels"
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch()), "PYTHONDONTWRITEBYTECODE": "1"}
         subprocess.run(

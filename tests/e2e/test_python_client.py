@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,15 @@ def clean(tmp_path_factory, wheel) -> Path:
 def test_two_builds_are_the_same_bytes(wheel, tmp_path):
     again = python_client.build(tmp_path)
     assert again.name == wheel.name and again.read_bytes() == wheel.read_bytes()
+
+
+def test_the_wheel_holds_the_stubs_their_types_and_protos_and_nothing_of_the_server(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for service in ("orders", "inventory", "notifications"):
+        base = f"shopmesh/{service}/v1/{service}"
+        assert {f"{base}_pb2.py", f"{base}_pb2.pyi", f"{base}_pb2_grpc.py", f"{base}.proto"} <= names
+    assert {"shopmesh/py.typed", "shopmesh_api/py.typed", "shopmesh_api/details.py"} <= names
+    assert {name.split("/")[0] for name in names} == {"shopmesh", "shopmesh_api", "shopmesh_api-0.1.0.dist-info"}
 
 
 def test_the_wheel_brings_only_the_stubs_and_their_three_dependencies(clean):
