@@ -38,9 +38,10 @@ from pathlib import Path
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, text_format
 
-from devmesh.paths import PROTO_DEPS, ROOT
+from devmesh.paths import DESCRIPTOR_SET, NODE_BIN, PROTO_DEPS, ROOT
 
-DESCRIPTOR_PATH = "gen/shopmesh.pb"
+# where a commit holds its descriptor set
+DESCRIPTOR_PATH = DESCRIPTOR_SET.relative_to(ROOT).as_posix()
 # buf.yaml's breaking rules, for images: its `ignore: [.protodeps]` is a workspace
 # path, while in an image Google's files are named google/...
 BREAKING_CONFIG = json.dumps({"version": "v2", "breaking": {"use": ["FILE"], "ignore": ["google"]}})
@@ -53,7 +54,7 @@ class ContractError(Exception):
 
 
 def find_buf(root: Path = ROOT) -> str:
-    buf = root / "node_modules" / ".bin" / "buf"
+    buf = root / NODE_BIN.relative_to(ROOT) / "buf"
     if not buf.is_file():
         raise ContractError(f"buf not found at {buf}: run `make install`")
     return str(buf)

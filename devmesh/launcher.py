@@ -198,14 +198,18 @@ class Mesh:
         params = replace(envoy_config.params_from_env(env), access_log=str(self.run_dir / "envoy-access.log"))
         config_path = self.run_dir / "envoy.yaml"
         envoy_config.write(params, config_path)
+        self.spawn_envoy("envoy", config_path)
+
+    def spawn_envoy(self, name: str, config_path: Path) -> None:
+        """An Envoy process called name, on the bootstrap at config_path, logging to its log_path."""
         self._spawn(
-            "envoy",
+            name,
             [
                 envoy_config.envoy_binary(), "-c", str(config_path), "--log-level", "warn",
                 # Several Envoys may run on one machine (tests, `make up`):
                 # no shared-memory hot-restart segment to collide on.
                 "--disable-hot-restart",
-                "--log-path", str(self.run_dir / "envoy.log"),
+                "--log-path", str(self.log_path(name)),
                 # the access log reaches its file within a second, not Envoy's default ten
                 "--file-flush-interval-msec", "1000",
             ],
@@ -222,21 +226,24 @@ class Mesh:
             email, roles, ttl_seconds,
         )
 
-    def wait_envoy_healthy(self, timeout: float) -> None:
-        """Until Envoy is live and its active health checks see every cluster healthy."""
+    def wait_envoy_healthy(self, timeout: float, name: str = "envoy", admin: str | None = None) -> None:
+        """Until the Envoy called name (admin interface at admin, default the mesh's) is live
+        and its active health checks see every cluster healthy."""
+        admin = admin or self.layout.admin
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive("envoy")
+            self._check_alive(name)
             try:
-                if self.admin_get("/ready").strip() == "LIVE" and self.unhealthy_clusters() == set():
+                if admin_get(admin, "/ready").strip() == "LIVE" and self.unhealthy_clusters(admin) == set():
                     return
             except OSError:
                 pass
             time.sleep(0.1)
-        raise MeshError(f"Envoy's clusters did not become healthy within {timeout:.0f}s")
+        raise MeshError(f"{name}'s clusters did not become healthy within {timeout:.0f}s")
 
-    def unhealthy_clusters(self) -> set[str]:
-        return {name for name, hosts in cluster_health(self.layout.admin).items() if not hosts or not all(hosts)}
+    def unhealthy_clusters(self, admin: str | None = None) -> set[str]:
+        health = cluster_health(admin or self.layout.admin)
+        return {name for name, hosts in health.items() if not hosts or not all(hosts)}
 
     def start(self, timeout: float = 30.0) -> "Mesh":
         """Every service and Envoy at once (none needs another to start: streams between

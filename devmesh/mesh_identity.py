@@ -146,21 +146,43 @@ def ensure(
                 f"{identity.ca} is a CA you brought, and its key is not kept here: sign with --ca-cert and "
                 "--ca-key again (or --rotate-ca for a mesh CA of ShopMesh's own)"
             )
-        key = ec.generate_private_key(ec.SECP256R1())
-        issued = credentials.leaf_certificate(
-            key, (ca_cert, ca_key), now, CERT_LIFETIME, name,
+        _issue(
+            identity, name, (ca_cert, ca_key), bundle, now,
             # the SPIFFE ID is the identity; the DNS name is what a gRPC client checks
             [x509.UniformResourceIdentifier(spiffe_id(name)), x509.DNSName(name)],
             # both ends of mutual TLS (the operator only calls)
             [ExtendedKeyUsageOID.CLIENT_AUTH] if name == OPERATOR
             else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         )
-        publish(identity.directory(name), {
-            CERT_FILE: (credentials.pem(issued), 0o644),
-            KEY_FILE: (credentials.private_pem(key), 0o600),
-            CA_FILE: (bundle, 0o644),
-        })
     return identity
+
+
+def issue(
+    identity: MeshIdentity, name: str, names: list[x509.GeneralName], usages: list[x509.ObjectIdentifier],
+    now: dt.datetime | None = None,
+) -> None:
+    """A certificate of the mesh CA, published as the identity called name, with other
+    subject names than ensure() gives (the benchmark's echo stands in for all three services)."""
+    now = now or dt.datetime.now(dt.UTC)
+    ca = (
+        x509.load_pem_x509_certificate(identity.ca.read_bytes()),
+        serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None),
+    )
+    _issue(identity, name, ca, _trust_bundle(identity, now), now, names, usages)
+
+
+def _issue(
+    identity: MeshIdentity, name: str, ca: tuple, bundle: str, now: dt.datetime,
+    names: list[x509.GeneralName], usages: list[x509.ObjectIdentifier],
+) -> None:
+    """A new key and a certificate of ca for it, published with bundle as the identity name."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued = credentials.leaf_certificate(key, ca, now, CERT_LIFETIME, name, names, usages)
+    publish(identity.directory(name), {
+        CERT_FILE: (credentials.pem(issued), 0o644),
+        KEY_FILE: (credentials.private_pem(key), 0o600),
+        CA_FILE: (bundle, 0o644),
+    })
 
 
 def publish(directory: Path, files: dict[str, tuple[str, int]]) -> None:
@@ -248,15 +270,6 @@ def _still_good(identity: MeshIdentity, name: str, ca_cert: x509.Certificate, bu
         and identity.bundle(name).read_text() == bundle
         and not _renew_due(cert, CERT_LIFETIME, now) and _signed_by(cert, ca_cert)
     )
-
-
-def identity_of(cert_path: Path) -> str:
-    """The SPIFFE ID a certificate names."""
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    [uri] = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.UniformResourceIdentifier
-    )
-    return uri
 
 
 def _renew_due(cert_path: Path, lifetime: dt.timedelta, now: dt.datetime) -> bool:

@@ -10,6 +10,8 @@ GEN = ROOT / "gen"
 DESCRIPTOR_SET = GEN / "shopmesh.pb"
 ENVOY_DIR = ROOT / "envoy"
 PROTO_DEPS = ROOT / ".protodeps"
+# the tools npm installs (package.json): buf, protoc-gen-es, tsc, esbuild
+NODE_BIN = ROOT / "node_modules" / ".bin"
 
 
 def executable(name: str) -> str | None:

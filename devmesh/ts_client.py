@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from devmesh.paths import PROTO_DEPS, PROTOS, ROOT
+from devmesh.paths import NODE_BIN, PROTO_DEPS, PROTOS, ROOT
 
 CLIENT = ROOT / "clients" / "ts"
 GENERATED = CLIENT / "gen"
@@ -31,7 +31,6 @@ DIST = CLIENT / "dist"
 LIB = DIST / "lib"
 BUNDLE = DIST / "shopmesh.js"
 STAMP = DIST / ".inputs.sha256"
-NODE_BIN = ROOT / "node_modules" / ".bin"
 TOOLS = ("buf", "protoc-gen-es", "tsc", "esbuild")
 
 
