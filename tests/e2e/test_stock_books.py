@@ -26,7 +26,10 @@ from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.conftest import BACKENDS, database_url
 from tests.e2e.conftest import settles, start_mesh, stubs_for, unique
 
-TTL_SECONDS = 2
+# Long enough that a stranded reservation is still held while a killed Order service is
+# restarted and routed to again on a loaded machine (it is given back after TTL + grace,
+# grace = min(5 s, TTL)), short enough that the tests see it expire.
+TTL_SECONDS = 4
 CRASHING_PRODUCT = unique("CRASH")
 
 
