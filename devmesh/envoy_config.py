@@ -64,6 +64,7 @@ ENV_VARS = MappingProxyType({
     "jwt_max_lifetime": ("SHOPMESH_JWT_MAX_LIFETIME_SECONDS",),
     "mesh": ("ENVOY_MESH_LISTEN", "MESH_ADDRESS"),
     "admin": ("ENVOY_ADMIN_LISTEN",),
+    "ready": ("ENVOY_READY_LISTEN",),
     "orders": ("ORDERS_UPSTREAM", "ORDERS_LISTEN"),
     "inventory": ("INVENTORY_UPSTREAM", "INVENTORY_LISTEN"),
     "notifications": ("NOTIFICATIONS_UPSTREAM", "NOTIFICATIONS_LISTEN"),
@@ -107,6 +108,8 @@ class EnvoyParams:
     # Envoy's identity inside the mesh (meshkit.mesh_tls's layout); required
     mesh_tls_dir: Path | None = None
     admin: str = "127.0.0.1:9901"
+    # admin's /ready alone, for probes from beyond loopback; None: no such listener
+    ready: str | None = None
     orders: str = "127.0.0.1:50051"
     inventory: str = "127.0.0.1:50052"
     notifications: str = "127.0.0.1:50053"
@@ -236,9 +239,11 @@ def render(params: EnvoyParams, secrets: Mapping[str, Path] | None = None) -> st
     values: dict[str, object] = {f"{name}_sds": json.dumps(str(Path(secrets[name]).resolve())) for name in SECRETS}
     values["trust_domain"] = mesh_tls.TRUST_DOMAIN
     # without a collector the cluster is still declared (the tracer needs one) but never used
-    for name, address in [*((n, getattr(params, n)) for n in LISTENERS), ("collector", params.collector or "127.0.0.1:4317")]:
+    # without a ready listener its placeholders are filled all the same, then pruned
+    for name, address in [*((n, getattr(params, n)) for n in LISTENERS), ("ready", params.ready or "127.0.0.1:0"),
+                          ("collector", params.collector or "127.0.0.1:4317")]:
         host, port = split_address(address)
-        if name in LISTENERS and not _is_ip(host):
+        if name in (*LISTENERS, "ready") and not _is_ip(host):
             raise ValueError(f"{name} listener needs an IP address, got {host!r}")
         # JSON strings are valid YAML scalars, so any host or path stays one value
         values[f"{name}_host"] = json.dumps(host)
@@ -264,7 +269,7 @@ def render(params: EnvoyParams, secrets: Mapping[str, Path] | None = None) -> st
     values.update(_jwt_values(params))
     config = yaml.safe_load(Template(TEMPLATE.read_text()).substitute(values))
     jwks_tls = urllib.parse.urlsplit(params.jwks_url or "").scheme == "https"
-    _prune(config, tls=tls, remote_jwks=bool(params.jwks_url), jwks_tls=jwks_tls)
+    _prune(config, tls=tls, ready=params.ready is not None, remote_jwks=bool(params.jwks_url), jwks_tls=jwks_tls)
     return yaml.safe_dump(config, sort_keys=False, width=200)
 
 
@@ -327,12 +332,16 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _prune(config: dict, *, tls: bool, remote_jwks: bool, jwks_tls: bool) -> None:
+def _prune(config: dict, *, tls: bool, ready: bool, remote_jwks: bool, jwks_tls: bool) -> None:
     """Drops the template's optional parts that params do not use: the TLS listener
-    without a certificate, and one of the two ways to get the JWKS."""
+    without a certificate, the ready listener (and its admin cluster) unless asked for,
+    and one of the two ways to get the JWKS."""
     resources = config["static_resources"]
-    if not tls:
-        resources["listeners"] = [item for item in resources["listeners"] if item["name"] != "public_tls"]
+    unused = {"public_tls"} if not tls else set()
+    if not ready:
+        unused.add("ready")
+        resources["clusters"] = [item for item in resources["clusters"] if item["name"] != "admin"]
+    resources["listeners"] = [item for item in resources["listeners"] if item["name"] not in unused]
     for listener in resources["listeners"]:
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:

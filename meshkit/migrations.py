@@ -4,9 +4,13 @@ an advisory lock lets one of them migrate while the others wait.
 
 A developer adds a revision with
     python -m meshkit.migrations <service> revision -m "what changes" --autogenerate
+and a deployment may migrate before the service starts (Kubernetes: an init container) with
+    python -m meshkit.migrations <service> upgrade head
+which takes the same lock as a starting service, so replicas may run it at once.
 """
 
 import argparse
+import asyncio
 import sys
 
 from alembic import command
@@ -62,6 +66,13 @@ def main() -> None:
 
     cfg = alembic_config(args.service)
     url = config.database_url(config.environ(), f"{args.service.upper()}_DATABASE_URL", f"{args.service}.db")
+    if args.alembic_args == ["upgrade", "head"]:
+        db = Database(url)
+        try:
+            upgrade(db, args.service)
+        finally:
+            asyncio.run(db.close())
+        return
     cfg.set_main_option("sqlalchemy.url", url)
     cli = CommandLine()
     options = cli.parser.parse_args(args.alembic_args)

@@ -74,12 +74,27 @@ class MeshServer:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     failed_task: str = ""
+    # plaintext, standard health only (listen_for_probes); started and stopped with the server
+    probes: grpc.aio.Server | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _stopping: bool = False
     _reporting: asyncio.Task | None = None
 
+    def listen_for_probes(self, listen: str) -> int:
+        """Also serves the standard health service, and nothing else, in plaintext on listen:
+        for probes that cannot present a mesh certificate (a kubelet's gRPC probes). It
+        tells whether this process serves, which a caller could learn from its port anyway."""
+        self.probes = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.probes)
+        try:
+            return self.probes.add_insecure_port(listen)
+        except RuntimeError as error:
+            raise config.ConfigError(f"cannot listen on {listen}: {error}") from None
+
     async def start(self) -> None:
         await self.server.start()
+        if self.probes is not None:
+            await self.probes.start()
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(run(), name=run.__qualname__) for run in self.background]
@@ -117,6 +132,8 @@ class MeshServer:
             for task in stuck:
                 log.error("background task did not stop", extra={"task": task.get_name()})
         await self.server.stop(grace)
+        if self.probes is not None:
+            await self.probes.stop(0)
         for close in reversed(self.on_close):
             await close()
 
@@ -210,9 +227,14 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
     async def main() -> None:
         env = config.environ()
         drain = config.seconds(env, "SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS, minimum=0.0)
+        # HEALTH_LISTEN: where a kubelet's gRPC probes ask (plaintext, health only); unset: nowhere
+        probes = config.address(env, "HEALTH_LISTEN", "127.0.0.1:0") if config.get(env, "HEALTH_LISTEN", "") else None
         providers = telemetry.configure(service, env)
         try:
-            await serve(await create_app(env), drain)
+            app = await create_app(env)
+            if probes is not None:
+                app.listen_for_probes(probes)
+            await serve(app, drain)
         finally:
             for provider in providers:
                 provider.shutdown()  # exports what is still buffered

@@ -2,6 +2,8 @@
 
 import asyncio
 import importlib
+import subprocess
+import sys
 
 import pytest
 from alembic import command
@@ -44,3 +46,17 @@ def test_migrations_go_down_and_up_again(database):
     migrations.upgrade(db, service)
     metadata = importlib.import_module(f"{service}.storage").Base.metadata
     assert set(metadata.tables) <= set(inspect(db.engine).get_table_names())
+
+
+@pytest.mark.parametrize("database", ["orders"], indirect=True)
+def test_replicas_migrating_at_once_from_the_command_line_all_succeed(database, service_env):
+    """What every Order replica's init container runs as a rollout starts them together."""
+    service, db = database
+    command_line = [sys.executable, "-m", "meshkit.migrations", service, "upgrade", "head"]
+    replicas = [subprocess.Popen(command_line, env=service_env, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for replica in replicas:
+        _, errors = replica.communicate(timeout=120)
+        assert replica.returncode == 0, errors
+    with db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), importlib.import_module(f"{service}.storage").Base.metadata)
+    assert differences == []

@@ -36,12 +36,18 @@ def compose(local: EnvoyParams) -> EnvoyParams:
     )
 
 
+def kubernetes(local: EnvoyParams) -> EnvoyParams:
+    """deploy/kubernetes: admin on loopback, its /ready alone on the pod's address."""
+    return replace(compose(local), admin="127.0.0.1:9901", ready="0.0.0.0:9902")
+
+
 def identity_provider(local: EnvoyParams) -> EnvoyParams:
     return replace(local, jwks_url="https://idp.example.com/realms/shop/protocol/openid-connect/certs",
                    roles_claim="realm_access.roles", jwt_issuer="https://idp.example.com/realms/shop")
 
 
-@pytest.mark.parametrize("variant", [lambda p: p, compose, identity_provider], ids=["local", "compose", "identity provider"])
+@pytest.mark.parametrize("variant", [lambda p: p, compose, kubernetes, identity_provider],
+                         ids=["local", "compose", "kubernetes", "identity provider"])
 def test_rendered_config_passes_envoy_validate(variant, local, tmp_path):
     path = tmp_path / "envoy.yaml"
     envoy_config.write(variant(local), path)
@@ -59,6 +65,18 @@ def test_tls_is_served_whenever_a_certificate_is_configured(local):
     assert set(listeners(envoy_config.render(without))) == {"public", "mesh"}
     with pytest.raises(ValueError, match="go together"):
         envoy_config.render(replace(local, tls_key=None))
+
+
+def test_the_ready_listener_and_its_admin_cluster_are_there_only_when_asked_for(local):
+    def clusters(config: str) -> set[str]:
+        return {item["name"] for item in yaml.safe_load(config)["static_resources"]["clusters"]}
+
+    assert "ready" not in listeners(envoy_config.render(local)) and "admin" not in clusters(envoy_config.render(local))
+    asked = envoy_config.render(replace(local, ready="0.0.0.0:9902"))
+    assert "ready" in listeners(asked) and "admin" in clusters(asked)
+    assert envoy_config.params_from_env({"ENVOY_READY_LISTEN": "0.0.0.0:9902"}).ready == "0.0.0.0:9902"
+    with pytest.raises(ValueError, match="IP address"):
+        envoy_config.render(replace(local, ready="envoy:9902"))
 
 
 def test_plaintext_on_a_public_address_is_refused_unless_asked_for(local):
