@@ -30,9 +30,11 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/shopmesh/bin:$PATH \
     SHOPMESH_DATA_DIR=/var/lib/shopmesh
 # compose.yaml's mesh-identity mounts one volume at each credentials/mesh/ directory (the
-# mesh CA, each identity): made here owned by shopmesh, which a new volume takes on
-RUN groupadd --system shopmesh \
-    && useradd --system --gid shopmesh --home-dir /var/lib/shopmesh --create-home shopmesh \
+# mesh CA, each identity): made here owned by shopmesh, which a new volume takes on.
+# shopmesh's uid and gid are fixed (10001, above any a host's users take) so that Kubernetes
+# can check runAsNonRoot and the manifests name them (deploy/kubernetes).
+RUN groupadd --system --gid 10001 shopmesh \
+    && useradd --system --uid 10001 --gid shopmesh --home-dir /var/lib/shopmesh --create-home shopmesh \
     && install -d -o shopmesh -g shopmesh -m 0700 /var/lib/shopmesh/credentials \
         /var/lib/shopmesh/credentials/mesh /var/lib/shopmesh/credentials/mesh/ca \
         /var/lib/shopmesh/credentials/mesh/envoy /var/lib/shopmesh/credentials/mesh/orders \
@@ -41,7 +43,7 @@ RUN groupadd --system shopmesh \
 COPY --from=build /opt/shopmesh /opt/shopmesh
 COPY --from=build /app /app
 WORKDIR /app
-USER shopmesh
+USER 10001:10001
 # exec form: the process is PID 1 and gets SIGTERM itself
 ENTRYPOINT ["/opt/shopmesh/bin/python", "-m"]
 CMD ["orders"]

@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# the Kubernetes linters, in a virtual environment of their own (see devmesh/kube_check.py)
+KUBE_TOOLS := $(VENV)/kube-tools/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
@@ -17,12 +19,12 @@ TEST_WORKERS ?= 2
 # e.g. make bench BENCH_ARGS="--pg --duration 20"
 BENCH_ARGS ?=
 
-.PHONY: up test bench load-tools browser compose-test soak-test lint contract clients gen gen-check protodeps install clean
+.PHONY: up test bench load-tools browser compose-test kube-check kube-test soak-test lint contract clients gen gen-check protodeps install clean
 
 up: install gen/shopmesh.pb
 	$(BIN)/python -m devmesh
 
-test: lint contract load-tools browser
+test: lint contract kube-check load-tools browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install load-tools gen/shopmesh.pb
@@ -33,6 +35,23 @@ compose-test: install
 	$(BIN)/python -m devmesh.system_packages podman runc debootstrap iptables \
 		/usr/lib/podman/netavark=netavark /usr/lib/podman/aardvark-dns=aardvark-dns
 	$(BIN)/python -m pytest -m compose -o timeout=1500 tests/compose $(PYTEST_ARGS)
+
+# deploy/kubernetes without a cluster: every overlay and combination of components rendered,
+# validated against the oldest and newest supported Kubernetes, linted (checkov), and
+# checked against the rest of ShopMesh.
+kube-check: install $(KUBE_TOOLS)
+	$(BIN)/python -m devmesh.kube_check
+	$(BIN)/python -m pytest -m kube tests/kube $(PYTEST_ARGS)
+
+# deploy/kubernetes run for real with podman kube play (no cluster needed).
+kube-test: install
+	$(BIN)/python -m devmesh.system_packages podman runc debootstrap iptables \
+		/usr/lib/podman/netavark=netavark /usr/lib/podman/aardvark-dns=aardvark-dns
+	$(BIN)/python -m pytest -m kube_play -o timeout=1500 tests/kube $(PYTEST_ARGS)
+
+$(KUBE_TOOLS): pyproject.toml | $(INSTALLED)
+	$(BIN)/python -m devmesh.kube_check --install-tools
+	touch $@
 
 # Five minutes of mixed load with restarts; the stock books must balance afterwards.
 # SHOPMESH_SOAK_SECONDS=60 make soak-test for a shorter run.

@@ -63,8 +63,20 @@ def data_dir(env: Mapping[str, str]) -> Path:
 
 
 def database_url(env: Mapping[str, str], name: str, default_file: str) -> str:
-    """The SQLAlchemy URL in variable name, default a SQLite file in the data dir."""
+    """The SQLAlchemy URL in variable name, or in the file that name_FILE names (a mounted
+    Secret: a password in a file stays out of the process's environment, which crash
+    reports and `ps e` show); default a SQLite file in the data dir."""
     value = get(env, name, "")
+    from_file = get(env, f"{name}_FILE", "")
+    if from_file:
+        if value:
+            raise ConfigError(f"set {name} or {name}_FILE, not both")
+        try:
+            value = Path(from_file).read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE={from_file!r} cannot be read: {error.strerror}") from None
+        if not value:
+            raise ConfigError(f"{name}_FILE={from_file!r} is empty")
     if value:
         if not value.startswith(("sqlite", "postgresql")):
             raise ConfigError(f"{name} must be a sqlite:/// or postgresql+psycopg:// URL, got {value.split(':')[0]!r}")

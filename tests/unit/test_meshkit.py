@@ -92,6 +92,23 @@ def test_bad_configuration_fails_with_one_line():
     assert config.address({}, "X", "127.0.0.1:1") == "127.0.0.1:1"
 
 
+def test_a_database_url_may_come_from_a_file_and_never_from_two_places(tmp_path):
+    url = "postgresql+psycopg://shopmesh:secret@postgres:5432/orders"
+    (tmp_path / "url").write_text(url + "\n")
+    assert config.database_url({"DB_FILE": str(tmp_path / "url")}, "DB", "x.db") == url
+    with pytest.raises(config.ConfigError, match="not both"):
+        config.database_url({"DB": url, "DB_FILE": str(tmp_path / "url")}, "DB", "x.db")
+    with pytest.raises(config.ConfigError, match="cannot be read") as unreadable:
+        config.database_url({"DB_FILE": str(tmp_path / "missing")}, "DB", "x.db")
+    assert "secret" not in str(unreadable.value)
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(config.ConfigError, match="empty"):
+        config.database_url({"DB_FILE": str(tmp_path / "empty")}, "DB", "x.db")
+    (tmp_path / "mysql").write_text("mysql://x")
+    with pytest.raises(config.ConfigError, match="postgresql"):
+        config.database_url({"DB_FILE": str(tmp_path / "mysql")}, "DB", "x.db")
+
+
 
 def test_a_request_with_thousands_of_bad_fields_gets_a_bounded_error():
     v = errors.Validator()
