@@ -29,7 +29,9 @@ def traced_mesh(request, tmp_path_factory, collector):
 
 
 def trace_of(collector, request_id_span_filter, services: set[str], timeout: float = 15):
-    """Waits until the trace holding a span that matches the filter has spans of every service."""
+    """Waits until the trace holding a span that matches the filter has spans of every
+    service and is whole: each process exports in batches of its own, so a parent (the
+    Order service's server span, which ends last) may arrive after its children."""
     deadline = time.monotonic() + timeout
     while True:
         spans = collector.spans()
@@ -37,7 +39,9 @@ def trace_of(collector, request_id_span_filter, services: set[str], timeout: flo
         if roots:
             trace_id = roots[0].trace_id
             in_trace = [s for s in spans if s.trace_id == trace_id]
-            if services <= {s.service for s in in_trace} or time.monotonic() > deadline:
+            ids = {s.span_id for s in in_trace}
+            whole = len([s for s in in_trace if s.parent_span_id not in ids]) == 1
+            if (services <= {s.service for s in in_trace} and whole) or time.monotonic() > deadline:
                 return in_trace
         elif time.monotonic() > deadline:
             return []
