@@ -10,13 +10,16 @@ changed than it needs. What podman lacks, and what is done about each:
   and with it the collector's address.
 - A Secret volume holds a podman secret's keys as written, and podman ignores `items` and
   `defaultMode`: each one becomes a podman secret of its own whose keys are the files the
-  manifest names (cert.pem, key.pem, ca.pem; url).
+  manifest names (cert.pem, key.pem, ca.pem; url), marked `optional: false` (without it
+  podman 4.3 crashes on the volume).
 - Init containers run only in a pod whose restartPolicy is not Always: OnFailure here.
 - Every containerPort is published on the host: only Envoy's public port is, on loopback.
 - Volumes (emptyDir, ConfigMap) are podman volumes shared by name across pods: each gets
   a name of its own.
 - Probes, preStop, PDB, HPA and NetworkPolicy are ignored: the test asks the probe ports
   itself, from inside each pod.
+- Every pod's infra container needs catatonit, which this machine need not have: an infra
+  image is built from it (tests/kube/pause.Dockerfile) and named in containers.conf.
 """
 
 import copy
