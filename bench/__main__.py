@@ -27,6 +27,10 @@ def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--warmup", type=float, default=defaults.warmup, help="seconds of warm-up per scenario")
     parser.add_argument("--connections", type=int, default=defaults.connections, help="h2load connections")
     parser.add_argument("--streams", type=int, default=defaults.streams, help="h2load streams per connection")
+    parser.add_argument("--wide-connections", type=int, default=defaults.wide_connections,
+                        help="h2load connections of the wide shape (the anchor, GetOrder and CreateOrder again)")
+    parser.add_argument("--wide-streams", type=int, default=defaults.wide_streams,
+                        help="h2load streams per connection of the wide shape")
     parser.add_argument("--rest-connections", type=int, default=defaults.rest_connections, help="wrk connections")
     parser.add_argument("--watchers", type=int, default=defaults.watchers, help="idle WatchOrder streams")
     parser.add_argument("--watcher-connections", type=int, default=defaults.watcher_connections)
@@ -38,6 +42,7 @@ def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     backends = {"sqlite": None, **({"postgresql": args.pg} if args.pg else {})}
     options = Options(
         duration=args.duration, warmup=args.warmup, connections=args.connections, streams=args.streams,
+        wide_connections=args.wide_connections, wide_streams=args.wide_streams,
         rest_connections=args.rest_connections, watchers=args.watchers,
         watcher_connections=args.watcher_connections, lag_orders=args.lag_orders,
         profile_seconds=args.profile_seconds, backends=backends,

@@ -124,12 +124,14 @@ def targets(results: Results) -> list[Target]:
     found: list[Target] = []
     for backend in results.options["backends"]:
         by_name = {m.scenario: m for m in results.measurements if m.target == backend}
-        get, create = by_name.get("GetOrder gRPC"), by_name.get("CreateOrder gRPC")
+        create = by_name.get("CreateOrder gRPC")
         rest, half = by_name.get("CreateOrder REST"), by_name.get("CreateOrder gRPC at half rate")
-        if get and get.ratio is not None:
-            found.append(Target(backend, "GetOrder rps / echo via Envoy", get.ratio, 0.60, True))
-        if create and create.ratio is not None:
-            found.append(Target(backend, "CreateOrder rps / echo via Envoy", create.ratio, 0.25, True))
+        # at the main shape, and at the wide one where it was measured
+        for name, goal in (("GetOrder gRPC", 0.60), ("CreateOrder gRPC", 0.25)):
+            for measured in (m for m in by_name.values() if m.scenario == name or m.scenario.startswith(f"{name}, ")):
+                if measured.ratio is not None:
+                    shape = measured.scenario.removeprefix(name)
+                    found.append(Target(backend, f"{name.split()[0]} rps / echo via Envoy{shape}", measured.ratio, goal, True))
         if create and rest and create.rps:
             found.append(Target(backend, "REST CreateOrder rps / gRPC CreateOrder", rest.rps / create.rps, 0.9, True))
         if half:
@@ -142,12 +144,12 @@ def targets(results: Results) -> list[Target]:
 
 
 def add_ratios(results: Results) -> None:
-    """Each measurement's rps as a fraction of the echo through Envoy of the same run."""
-    anchor = next((m for m in results.measurements if m.scenario == ANCHOR), None)
-    if anchor is None or not anchor.rps:
-        return
+    """Each measurement's rps as a fraction of the echo through Envoy of the same run, at
+    the same shape (the scenario its anchor names)."""
+    anchors = {m.scenario: m.rps for m in results.measurements if m.target == ECHO}
     for measurement in results.measurements:
-        measurement.ratio = measurement.rps / anchor.rps
+        anchor = anchors.get(measurement.anchor)
+        measurement.ratio = measurement.rps / anchor if anchor else None
 
 
 def table(results: Results) -> str:

@@ -39,7 +39,8 @@ OPERATOR = "staff@example.com"
 # certificate its mutual TLS port requires.
 DIRECT = "echo gRPC direct (plaintext)"
 # The anchor: the echo answering GetOrder through Envoy, called as ShopMesh's GetOrder is
-# (a customer's token, verified and judged by Envoy). Every ratio is to this one.
+# (a customer's token, verified and judged by Envoy). Every ratio is to this one, or to its
+# twin at the wide shape (wide()) for the figures measured at that shape.
 ANCHOR = "echo gRPC via Envoy"
 # The same Envoy and echo, on a method anyone may call (GetProduct), without a token:
 # the difference to the anchor is what the token check costs (jwt_authn + rbac).
@@ -75,12 +76,21 @@ LIST_PATH = "/shopmesh.orders.v1.OrderService/ListOrders"
 PRODUCT_PATH = "/shopmesh.inventory.v1.InventoryService/GetProduct"
 
 
+def wide(scenario: str, load: Load) -> str:
+    """The name of scenario measured again at the wide shape (load)."""
+    return f"{scenario}, {load.connections}x{load.streams}"
+
+
 @dataclass(frozen=True)
 class Options:
     duration: float = 8.0
     warmup: float = 2.0
     connections: int = 4
     streams: int = 16
+    # a second, wider shape for the anchor, GetOrder and CreateOrder: many clients' worth of
+    # calls in flight (a shop's busy hour), where per-call cost decides the rate
+    wide_connections: int = 16
+    wide_streams: int = 16
     rest_connections: int = 64
     watchers: int = 2000
     watcher_connections: int = 20
@@ -96,6 +106,12 @@ class Options:
     @property
     def rest_load(self) -> Load:
         return Load(self.rest_connections)
+
+    @property
+    def wide_load(self) -> Load | None:
+        """The wide shape, or None where it is the main shape already."""
+        load = Load(self.wide_connections, self.wide_streams)
+        return None if load == self.grpc_load else load
 
 
 def alternation(loads: int) -> tuple[int, ...]:
@@ -135,8 +151,9 @@ class Measurement:
     error_kinds: dict[str, int]
     # CPU seconds each process spent per 1,000 calls
     cpu_per_1k: dict[str, float]
-    # rps relative to the echo through Envoy of the same run
+    # rps relative to the echo through Envoy of the same run (the scenario anchor names)
     ratio: float | None = None
+    anchor: str = ANCHOR
     # who called: a customer or an operator with their token, or anyone without one
     caller: str = ""
 
@@ -293,6 +310,9 @@ class Suite:
         rest = self.options.rest_load
         self._measure("echo REST via Envoy", ECHO, rest, meter, log, AS_CUSTOMER,
                       lambda s: loadgen.wrk(f"http://{public}/v1/orders/ECHO-1", "GET", "", rest, s, customer))
+        if wide_load := self.options.wide_load:
+            self._measure_wide(ANCHOR, ECHO, wide_load, meter, log,
+                               lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, wide_load, s, customer))
 
     def _shopmesh_scenarios(self, mesh: Mesh, backend: str, sink: SmtpSink) -> None:
         public = mesh.layout.public
@@ -331,6 +351,10 @@ class Suite:
         get = self._body("get", orders_pb2.GetOrderRequest(order_id=first.order_id))
         self._measure("GetOrder gRPC", backend, grpc_load, meter, log, AS_CUSTOMER,
                       lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, grpc_load, s, customer))
+        wide_load = self.options.wide_load
+        if wide_load:
+            self._measure_wide("GetOrder gRPC", backend, wide_load, meter, log,
+                               lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, wide_load, s, customer))
         # no customer_email: a customer's list is their own
         page = self._body("list", orders_pb2.ListOrdersRequest(page_size=LIST_PAGE))
         self._measure(f"ListOrders gRPC ({LIST_PAGE})", backend, grpc_load, meter, log, AS_CUSTOMER,
@@ -349,6 +373,9 @@ class Suite:
             "CreateOrder gRPC", backend, grpc_load, meter, log, AS_CUSTOMER,
             lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, s, customer),
         )
+        if wide_load:
+            self._measure_wide("CreateOrder gRPC", backend, wide_load, meter, log,
+                               lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, wide_load, s, customer))
         rest = self.options.rest_load
         rest_body = json.dumps({"customerEmail": CUSTOMER, "items": [{"productId": PRODUCT_ID, "quantity": 1}]})
         self._measure("CreateOrder REST", backend, rest, meter, log, AS_CUSTOMER,
@@ -376,6 +403,14 @@ class Suite:
         cpu = meter.cpu_since(before)
         failures = log.failures_since(mark) if log else Counter()
         return self._record(scenario, target, load, caller, [warm, result], result, cpu, failures)
+
+    def _measure_wide(
+        self, scenario: str, target: str, load: Load, meter: ProcessMeter, log: AccessLog, go: Callable[[float], LoadResult],
+    ) -> Measurement:
+        """scenario again at the wide shape, its ratio to the anchor's at that shape."""
+        measured = self._measure(wide(scenario, load), target, load, meter, log, AS_CUSTOMER, go)
+        measured.anchor = wide(ANCHOR, load)
+        return measured
 
     def _measure_alternating(self, target: str, load: Load, loads: tuple[Alternated, ...]) -> list[Measurement]:
         """Loads (h2load) whose differences are the figures: each warmed up, then measured in

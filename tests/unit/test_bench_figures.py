@@ -10,10 +10,12 @@ from cryptography import x509
 from bench import report
 from bench.accesslog import AccessLog, _failure
 from bench.anchor import SERVICE_CLUSTERS, echo_identity, without_upstream_tls, write_plaintext_upstream
-from bench.loadgen import LoadResult, _logged_latencies_ms, _p50_p99, combined, grpc_frame
+from bench.loadgen import Load, LoadResult, _logged_latencies_ms, _p50_p99, combined, grpc_frame
 from bench.profile import hotspots
-from bench.suite import ANCHOR, ANONYMOUS, PLAINTEXT_UPSTREAM, Measurement, Results, alternation
+from bench.suite import ANCHOR, ANONYMOUS, PLAINTEXT_UPSTREAM, Measurement, Options, Results, alternation, wide
 from bench.watchers import FanOut
+
+WIDE_ANCHOR = wide(ANCHOR, Load(16, 16))
 from devmesh import credentials, envoy_config
 from shopmesh.orders.v1 import orders_pb2
 
@@ -99,8 +101,9 @@ def test_hotspots_sum_own_and_total_samples_per_function():
     assert hotspots("") == []
 
 
-def measurement(scenario: str, target: str, rps: float, p99: float = 5.0, cpu: dict | None = None) -> Measurement:
-    return Measurement(scenario, target, "h2load", 64, None, rps, 1.0, p99, 0, {}, cpu or {"orders": 1.5})
+def measurement(scenario: str, target: str, rps: float, p99: float = 5.0, cpu: dict | None = None,
+                anchor: str = ANCHOR) -> Measurement:
+    return Measurement(scenario, target, "h2load", 64, None, rps, 1.0, p99, 0, {}, cpu or {"orders": 1.5}, anchor=anchor)
 
 
 def results() -> Results:
@@ -115,19 +118,31 @@ def results() -> Results:
         measurement("CreateOrder gRPC at half rate", "sqlite", 500, p99=30.0),
         # 140 + 200 µs per call with mutual TLS to the echo (the anchor), 130 + 170 without
         measurement(PLAINTEXT_UPSTREAM, "echo", 8800, cpu={"envoy": 0.130, "echo": 0.170}),
+        # the wide shape: each a ratio to the anchor at that shape
+        measurement(WIDE_ANCHOR, "echo", 5000, anchor=WIDE_ANCHOR),
+        measurement("GetOrder gRPC, 16x16", "sqlite", 3500, anchor=WIDE_ANCHOR),
+        measurement("CreateOrder gRPC, 16x16", "sqlite", 1000, anchor=WIDE_ANCHOR),
     ]
     found.fan_out["sqlite"] = FanOut(2000, 20, 80.0, 140.0, 20.0, 60.0, math.nan, 0)
     return found
+
+
+def test_the_wide_shape_is_measured_only_where_it_differs_from_the_main_one():
+    assert Options().wide_load == Load(16, 16) and WIDE_ANCHOR == "echo gRPC via Envoy, 16x16"
+    assert Options(connections=16, streams=16).wide_load is None
 
 
 def test_ratios_and_targets():
     figures = results()
     report.add_ratios(figures)
     assert [m.ratio for m in figures.measurements][:4] == [1.0, 1.25, 0.5, 0.125]
+    assert [m.ratio for m in figures.measurements][-3:] == [1.0, 0.7, 0.2]
     met = {t.name: t.met for t in report.targets(figures)}
     assert met == {
         "GetOrder rps / echo via Envoy": False,
         "CreateOrder rps / echo via Envoy": False,
+        "GetOrder rps / echo via Envoy, 16x16": True,
+        "CreateOrder rps / echo via Envoy, 16x16": False,
         "REST CreateOrder rps / gRPC CreateOrder": True,
         "CreateOrder p99 at half its max rate (ms)": False,
         "orders RSS with 2000 watchers (MB)": True,
