@@ -13,6 +13,7 @@ at the versions pyproject.toml's [tool.shopmesh] names).
 import argparse
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,11 @@ def components() -> list[Path]:
 
 
 def kustomize(directory: Path) -> str:
-    result = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False)
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RuntimeError("kubectl is needed to render the manifests (kubectl kustomize): install it from "
+                           "https://kubernetes.io/docs/tasks/tools/ or your distribution's packages")
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {directory} failed:\n{result.stderr}")
     return result.stdout
