@@ -126,12 +126,12 @@ def targets(results: Results) -> list[Target]:
         by_name = {m.scenario: m for m in results.measurements if m.target == backend}
         create = by_name.get("CreateOrder gRPC")
         rest, half = by_name.get("CreateOrder REST"), by_name.get("CreateOrder gRPC at half rate")
-        # at the main shape, and at the wide one where it was measured
-        for name, goal in (("GetOrder gRPC", 0.60), ("CreateOrder gRPC", 0.25)):
-            for measured in (m for m in by_name.values() if m.scenario == name or m.scenario.startswith(f"{name}, ")):
-                if measured.ratio is not None:
-                    shape = measured.scenario.removeprefix(name)
-                    found.append(Target(backend, f"{name.split()[0]} rps / echo via Envoy{shape}", measured.ratio, goal, True))
+        # at the main shape, and at the wide one where it was measured (its anchor names it)
+        for call, goal in (("GetOrder", 0.60), ("CreateOrder", 0.25)):
+            for measured in by_name.values():
+                shape = measured.anchor.removeprefix(ANCHOR)
+                if measured.scenario == f"{call} gRPC{shape}" and measured.ratio is not None:
+                    found.append(Target(backend, f"{call} rps / echo via Envoy{shape}", measured.ratio, goal, True))
         if create and rest and create.rps:
             found.append(Target(backend, "REST CreateOrder rps / gRPC CreateOrder", rest.rps / create.rps, 0.9, True))
         if half:

@@ -243,7 +243,7 @@ def render(params: EnvoyParams, secrets: Mapping[str, Path] | None = None) -> st
     for name, address in [*((n, getattr(params, n)) for n in LISTENERS), ("ready", params.ready or "127.0.0.1:0"),
                           ("collector", params.collector or "127.0.0.1:4317")]:
         host, port = split_address(address)
-        if name in (*LISTENERS, "ready") and not _is_ip(host):
+        if name != "collector" and not _is_ip(host):
             raise ValueError(f"{name} listener needs an IP address, got {host!r}")
         # JSON strings are valid YAML scalars, so any host or path stays one value
         values[f"{name}_host"] = json.dumps(host)

@@ -53,8 +53,13 @@ def kustomize(directory: Path) -> str:
     return result.stdout
 
 
+def documents(rendered: str) -> list[dict]:
+    """The manifests in kustomize's output."""
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
 def render(directory: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(kustomize(directory)) if doc]
+    return documents(kustomize(directory))
 
 
 def variants() -> Iterator[tuple[str, str]]:

@@ -228,7 +228,7 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
         env = config.environ()
         drain = config.seconds(env, "SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS, minimum=0.0)
         # HEALTH_LISTEN: where a kubelet's gRPC probes ask (plaintext, health only); unset: nowhere
-        probes = config.address(env, "HEALTH_LISTEN", "127.0.0.1:0") if config.get(env, "HEALTH_LISTEN", "") else None
+        probes = config.address(env, "HEALTH_LISTEN", "") if config.get(env, "HEALTH_LISTEN", "") else None
         providers = telemetry.configure(service, env)
         try:
             app = await create_app(env)

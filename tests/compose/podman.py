@@ -28,6 +28,19 @@ PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 PEM_END = "-----END CERTIFICATE-----"
 
 
+def sink_emails(log: str) -> list[dict]:
+    """What the SMTP sink stand-in (smtp_sink.py) accepted, from its log: one JSON line per email."""
+    found = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "message_id" in entry:
+            found.append(entry)
+    return found
+
+
 def podman_env(conf: Path) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 

@@ -26,6 +26,7 @@ from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 from tests.compose.conftest import REPLICAS
+from tests.compose.podman import sink_emails
 
 pytestmark = pytest.mark.compose
 
@@ -106,16 +107,8 @@ def rest(project, method: str, path: str, body: dict | None = None, token: str |
 
 
 def emails(project) -> list[dict]:
-    """What the SMTP sink accepted, from its log (one JSON line per email)."""
-    lines = project.logs(project.container("mailpit")).splitlines()
-    return [entry for entry in map(_json_or_none, lines) if entry and "message_id" in entry]
-
-
-def _json_or_none(line: str):
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
+    """What the SMTP sink accepted."""
+    return sink_emails(project.logs(project.container("mailpit")))
 
 
 def sent_notifications(project, notifications, email: str) -> list:

@@ -20,19 +20,7 @@ PAUSE_IMAGE = "localhost/shopmesh-test-pause:latest"
 OVERLAY = kube_check.KUBE / "overlays" / "dev"
 DATABASES_SQL = kube_check.KUBE / "components" / "postgres" / "databases.sql"
 
-# Run inside a pod, as its kubelet's probes would ask: the standard health check in plaintext
-# on the probe port (HEALTH_LISTEN), or an HTTP GET of Envoy's /ready.
-GRPC_PROBE = """
-import sys, grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-with grpc.insecure_channel(sys.argv[1]) as channel:
-    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
-print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-"""
-HTTP_PROBE = """
-import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=3).status)
-"""
+# Run inside Envoy's pod: which replicas its clusters route to.
 CLUSTERS = """
 import json
 from devmesh.launcher import cluster_health
@@ -117,11 +105,12 @@ def played(env, tmp_path_factory):
         for name in SERVICES:
             port = rendered.env(name)["HEALTH_LISTEN"].rpartition(":")[2]
             for container in play.containers_of[name]:
-                eventually(lambda c=container, p=port: play.exec_python(c, GRPC_PROBE, f"127.0.0.1:{p}").strip() == "SERVING",
+                eventually(lambda c=container, p=port: play.health(c, f"127.0.0.1:{p}") == "SERVING",
                            120, f"{container} not serving")
         (envoy,) = play.containers_of["envoy"]
-        eventually(lambda: play.exec_python(envoy, HTTP_PROBE, "http://127.0.0.1:9902/ready").strip() == "200",
-                   120, "Envoy not ready")
+        # as its httpGet probe asks (meshkit.probe exits 0 on an HTTP 200)
+        eventually(lambda: play.podman("exec", envoy, "python", "-m", "meshkit.probe", "http",
+                                       "http://127.0.0.1:9902/ready") is not None, 120, "Envoy not ready")
         wanted = {"orders": [True, True], "inventory": [True], "notifications": [True]}
         eventually(lambda: json.loads(play.exec_python(envoy, CLUSTERS)) == wanted, 120,
                    "Envoy does not route to every replica")

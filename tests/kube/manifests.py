@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator, Mapping
 
-from devmesh import kube_check
+from devmesh import envoy_config, kube_check
 
 SERVICES = ("orders", "inventory", "notifications")
 SHOPMESH = (*SERVICES, "envoy")
@@ -48,13 +48,11 @@ class Rendered:
 
 def variants() -> Mapping[str, Rendered]:
     """Every overlay and every combination of components over the base."""
-    import yaml
-
-    return {name: Rendered([doc for doc in yaml.safe_load_all(text) if doc]) for name, text in kube_check.variants()}
+    return {name: Rendered(kube_check.documents(text)) for name, text in kube_check.variants()}
 
 
 def port_of(address: str) -> int:
-    return int(address.rpartition(":")[2])
+    return envoy_config.split_address(address)[1]
 
 
 def container_port(container: dict, name_or_number) -> int:

@@ -36,6 +36,19 @@ from tests.kube.manifests import Rendered
 STAND_INS = {"postgres": "shopmesh-test-postgres:latest", "mailpit": "shopmesh-test-smtp-sink:latest"}
 # what the dev overlay runs that no stand-in replaces: left out
 LEFT_OUT = ("jaeger",)
+# Run with the image's Python inside a container: one standard health check in plaintext,
+# as a kubelet's gRPC probe asks; prints the status (SERVING, ...) or the error's code.
+HEALTH = """
+import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+with grpc.insecure_channel(sys.argv[1]) as channel:
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    except grpc.RpcError as error:
+        print(error.code().name)
+    else:
+        print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+"""
 
 
 @dataclass
@@ -133,6 +146,10 @@ class Play:
 
     def exec_python(self, container: str, code: str, *args: str, check: bool = True) -> str:
         return self.podman("exec", container, "python", "-c", code, *args, check=check)
+
+    def health(self, container: str, address: str) -> str:
+        """What a plaintext health check from inside container to address gets (HEALTH)."""
+        return self.exec_python(container, HEALTH, address).strip()
 
     def logs(self, container: str) -> str:
         return self.podman("logs", container, check=False)

@@ -3,18 +3,18 @@ the locally built image, with two Order replicas under the hardened securityCont
 order placed and watched through Envoy, its email at the mail catcher."""
 
 import json
-import subprocess
-import sys
 import time
 
 import grpc
 import pytest
 from google.type import money_pb2
 
-from devmesh import credentials
+from devmesh import credentials, envoy_config
+from devmesh import token as tokens
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
+from tests.compose.podman import sink_emails
 from tests.kube.manifests import SERVICES
 
 pytestmark = pytest.mark.kube_play
@@ -37,10 +37,10 @@ print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "root_writable": root_
 
 
 def token(played, email: str, roles: str) -> grpc.CallCredentials:
-    minted = subprocess.run([sys.executable, "-m", "devmesh.token", "--email", email, "--roles", roles],
-                            env={"SHOPMESH_DATA_DIR": str(played.data_dir), "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, check=True)
-    return grpc.access_token_call_credentials(minted.stdout.strip())
+    """A token signed with the key whose JWKS the cluster's Envoy was given (kube_secrets)."""
+    signing_key = tokens.load_signing_key({"SHOPMESH_DATA_DIR": str(played.data_dir)})
+    return grpc.access_token_call_credentials(
+        tokens.mint(signing_key, envoy_config.params_from_env({}), email, (roles,)))
 
 
 def channel(played) -> grpc.Channel:
@@ -49,15 +49,7 @@ def channel(played) -> grpc.Channel:
 
 
 def emails(played) -> list[dict]:
-    found = []
-    for line in played.logs(played.mail).splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if "message_id" in entry:
-            found.append(entry)
-    return found
+    return sink_emails(played.logs(played.mail))
 
 
 def test_every_container_runs_as_the_manifests_confine_it(played):
@@ -109,8 +101,7 @@ def test_both_order_replicas_serve_calls(played):
         for _ in range(20):
             orders.ListOrders(orders_pb2.ListOrdersRequest(page_size=1), timeout=10, credentials=operator)
     (envoy,) = played.containers_of["envoy"]
-    stats = played.exec_python(envoy, "import urllib.request; print(urllib.request.urlopen("
-                               "'http://127.0.0.1:9901/clusters').read().decode())")
+    stats = played.exec_python(envoy, "from devmesh.launcher import admin_get; print(admin_get('127.0.0.1:9901', '/clusters'))")
     # one line per host of the cluster: orders::10.89.0.5:50051::rq_success::12
     served = [int(line.rpartition("::")[2]) for line in stats.splitlines()
               if line.startswith("orders::") and "::rq_success::" in line]
@@ -120,9 +111,5 @@ def test_both_order_replicas_serve_calls(played):
 def test_a_service_port_refuses_a_caller_without_a_mesh_certificate(played):
     (envoy,) = played.containers_of["envoy"]
     for name in SERVICES:
-        listen = played.rendered.env(name)[f"{name.upper()}_LISTEN"].rpartition(":")[2]
-        code = ("import grpc\nfrom grpc_health.v1 import health_pb2, health_pb2_grpc\n"
-                f"ch = grpc.insecure_channel('{name}:{listen}')\n"
-                "try:\n    health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5); print('SERVED')\n"
-                "except grpc.RpcError as e:\n    print(e.code().name)\n")
-        assert played.exec_python(envoy, code).strip() == "UNAVAILABLE", name
+        _, port = envoy_config.split_address(played.rendered.env(name)[f"{name.upper()}_LISTEN"])
+        assert played.health(envoy, f"{name}:{port}") == "UNAVAILABLE", name

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devmesh import envoy_config, kube_check, kube_secrets
+from devmesh import credentials, envoy_config, kube_check, kube_secrets
 from devmesh.paths import ROOT
 from meshkit.server import BACKGROUND_STOP_SECONDS, SHUTDOWN_DRAIN_SECONDS, SHUTDOWN_GRACE_SECONDS
 from tests.kube.manifests import SERVICES, SHOPMESH, Rendered, container_port, port_of, variants
@@ -105,7 +105,7 @@ def test_every_variable_a_service_reads_is_set_or_has_a_default_that_holds(rende
 def test_envoys_configuration_renders_from_its_deployment(rendered: Rendered, tmp_path, identities):
     """The one template, from the variables the Deployment sets, with its mounts' files."""
     env = rendered.env("envoy")
-    made = kube_secrets.credentials.ensure(kube_secrets.credentials.Credentials(tmp_path / "credentials"))
+    made = credentials.ensure(credentials.Credentials(tmp_path / "credentials"))
     mounted = {"ENVOY_MESH_TLS_DIR": str(identities.directory("envoy")), "ENVOY_TLS_CERT": str(made.edge_cert),
                "ENVOY_TLS_KEY": str(made.edge_key), "SHOPMESH_JWKS_FILE": str(made.jwks)}
     mounts = {m["mountPath"] for m in rendered.container("envoy")["volumeMounts"]}
@@ -120,8 +120,9 @@ def test_envoys_configuration_renders_from_its_deployment(rendered: Rendered, tm
 
 @each_variant()
 def test_the_image_and_entrypoint_are_composes(rendered: Rendered):
-    services = compose()["services"]
-    image = services["orders"].get("image") or compose()["x-shopmesh"]["image"]
+    composed = compose()
+    services = composed["services"]
+    image = services["orders"].get("image") or composed["x-shopmesh"]["image"]
     for name in SHOPMESH:
         pod = rendered.pod(name)
         for container in [*pod.get("initContainers", []), *pod["containers"]]:
