@@ -26,8 +26,6 @@ ECHO = "echo"
 PLAINTEXT_ENVOY = "envoy-plaintext"
 # it stands in for all three services: each cluster checks for its own service's SPIFFE ID
 STANDS_IN_FOR = ("orders", "inventory", "notifications")
-# the clusters of those services, each with the upstream TLS context of its service
-SERVICE_CLUSTERS = ("orders", "orders_streams", "orders_events", "inventory", "notifications")
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ def without_upstream_tls(config: str) -> str:
     left as it was."""
     document = yaml.safe_load(config)
     clusters = {cluster["name"]: cluster for cluster in document["static_resources"]["clusters"]}
-    for name in SERVICE_CLUSTERS:
+    for name in envoy_config.SERVICE_CLUSTERS:
         # a template without it would make the comparison one of mutual TLS with itself
         if "transport_socket" not in clusters[name]:
             raise ValueError(f"Envoy's cluster {name} has no upstream TLS to remove")

@@ -43,6 +43,8 @@ TEMPLATE = paths.ENVOY_DIR / "envoy.yaml.template"
 LISTENERS = ("public", "public_tls", "mesh", "admin")
 # Each service is one address or several, comma-separated (replicas): one endpoint each.
 SERVICES = ("orders", "inventory", "notifications")
+# the template's clusters of those services (a service's streams have clusters of their own)
+SERVICE_CLUSTERS = ("orders", "orders_streams", "orders_events", "inventory", "notifications")
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 # Field -> environment variables, first set one wins. A service's *_LISTEN address is where

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,12 +46,13 @@ def admin_get(admin: str, path: str) -> str:
         return reply.read().decode()
 
 
-def cluster_health(admin: str) -> dict[str, list[bool]]:
-    """Each ShopMesh cluster and, for each of its hosts, whether Envoy routes to it
-    (healthy by discovery, and no failed health check or ejection)."""
+def cluster_health(admin: str, clusters: Iterable[str] = SERVICES) -> dict[str, list[bool]]:
+    """Each of clusters (default: each service's unary cluster) and, for each of its hosts,
+    whether Envoy routes to it (healthy by discovery, and no failed health check or ejection)."""
+    wanted = set(clusters)
     health = {}
     for cluster in json.loads(admin_get(admin, "/clusters?format=json"))["cluster_statuses"]:
-        if cluster["name"] in SERVICES:
+        if cluster["name"] in wanted:
             health[cluster["name"]] = [
                 host.get("health_status", {}).get("eds_health_status") == "HEALTHY"
                 and not any(value for flag, value in host.get("health_status", {}).items() if flag.startswith("failed"))
@@ -242,7 +243,9 @@ class Mesh:
         raise MeshError(f"{name}'s clusters did not become healthy within {timeout:.0f}s")
 
     def unhealthy_clusters(self, admin: str | None = None) -> set[str]:
-        health = cluster_health(admin or self.layout.admin)
+        # the stream clusters too: each health-checks its hosts on its own, so a WatchOrder
+        # can find no healthy host while the unary cluster already has one
+        health = cluster_health(admin or self.layout.admin, envoy_config.SERVICE_CLUSTERS)
         return {name for name, hosts in health.items() if not hosts or not all(hosts)}
 
     def start(self, timeout: float = 30.0) -> "Mesh":

@@ -9,11 +9,12 @@ from cryptography import x509
 
 from bench import report
 from bench.accesslog import AccessLog, _failure
-from bench.anchor import SERVICE_CLUSTERS, echo_identity, without_upstream_tls, write_plaintext_upstream
+from bench.anchor import echo_identity, without_upstream_tls, write_plaintext_upstream
 from bench.loadgen import Load, LoadResult, _logged_latencies_ms, _p50_p99, combined, grpc_frame
 from bench.profile import hotspots
 from bench.suite import ANCHOR, ANONYMOUS, PLAINTEXT_UPSTREAM, Measurement, Options, Results, alternation, wide
 from bench.watchers import FanOut
+from devmesh.envoy_config import SERVICE_CLUSTERS
 
 WIDE_ANCHOR = wide(ANCHOR, Load(16, 16))
 from devmesh import credentials, envoy_config

@@ -221,3 +221,13 @@ def test_the_mesh_listener_requires_a_client_certificate_and_every_service_clust
             [san] = tls["combined_validation_context"]["default_validation_context"]["match_typed_subject_alt_names"]
             service = cluster["name"].split("_")[0]
             assert san == {"san_type": "URI", "matcher": {"exact": f"spiffe://shopmesh.local/{service}"}}
+
+
+def test_the_service_clusters_are_every_cluster_that_calls_a_service(local):
+    """What the launcher waits for at start (every one healthy) and what the benchmark's
+    plaintext Envoy strips: each cluster whose upstream is one of the services."""
+    clusters = yaml.safe_load(envoy_config.render(local))["static_resources"]["clusters"]
+    calling = {c["name"] for c in clusters
+               if any(e["endpoint"]["address"]["socket_address"]["port_value"] in (50051, 50052, 50053)
+                      for group in c["load_assignment"]["endpoints"] for e in group["lb_endpoints"])}
+    assert calling == set(envoy_config.SERVICE_CLUSTERS)
