@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import DateTime, create_engine, event, exc
+from sqlalchemy import DateTime, Select, create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from meshkit import telemetry
@@ -73,12 +74,12 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=dt.timezone.utc)
 
 
-def _sqlite_engine(url, reader: bool = False) -> Engine:
+def _sqlite_engine(url, reader: bool = False, connections: int = 1) -> Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
-        pool_size=1,
+        pool_size=connections,
         max_overflow=0,
         connect_args={"check_same_thread": False},
     )
@@ -112,9 +113,11 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._reader: Engine | None = None
         self._snapshots: Engine | None = None
+        # SQLite: the reader's second connection, held for Lookup's reads
+        self._lookups: PoolProxiedConnection | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(parsed)
-            self._reader = _sqlite_engine(parsed, reader=True)
+            self._reader = _sqlite_engine(parsed, reader=True, connections=2)
             telemetry.instrument_engine(self._reader)
             workers = 1
         else:
@@ -151,6 +154,28 @@ class Database:
             return _read(self._reader, work)
         return await self._in_thread(_read, self._snapshots, work)
 
+    def lookup(self, query: Select) -> "Lookup":
+        """query (selecting columns that need no conversion by SQLAlchemy's types, with
+        its parameters as bindparam()s) prepared as a Lookup on this database."""
+        compiled = query.compile(dialect=self.engine.dialect)
+        names = compiled.positiontup if compiled.positional else None
+        return Lookup(self, str(compiled), tuple(names) if names is not None else None)
+
+    def _lookup_rows(self, sql: str, parameters: tuple | dict) -> list[tuple]:
+        if self._reader is not None:
+            if self._lookups is None:
+                self._lookups = self._reader.raw_connection()
+            # SQLite in autocommit: the statement is its own read transaction; fetchall()
+            # ends it, so no snapshot stays open to hold back the writer's checkpoints
+            return self._lookups.driver_connection.execute(sql, parameters).fetchall()
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+        finally:
+            connection.close()  # back to the pool, which rolls its transaction back
+
     async def _in_thread(self, function: Callable[..., T], *args) -> T:
         loop = asyncio.get_running_loop()
         # The caller's context goes along: its trace (database spans become
@@ -161,9 +186,31 @@ class Database:
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown)
+        if self._lookups is not None:
+            self._lookups.close()
         self.engine.dispose()
         if self._reader is not None:
             self._reader.dispose()
+
+
+class Lookup:
+    """A one-statement read run on the database driver's own connection, past SQLAlchemy's
+    per-statement work: about 55 µs a statement on SQLite, measured, against 3 µs for the
+    driver alone. For a service's hottest reads only; its columns come back as the driver
+    gives them (strings, numbers, bytes: no type of SQLAlchemy's converts them), and it
+    makes no database span when tracing is on. Compiled once, for the database's dialect."""
+
+    def __init__(self, db: Database, sql: str, positions: tuple[str, ...] | None) -> None:
+        self._db = db
+        self._sql = sql
+        # the parameters' order for a driver that takes them by position (SQLite's ?)
+        self._positions = positions
+
+    async def rows(self, **parameters) -> list[tuple]:
+        values = parameters if self._positions is None else tuple(parameters[name] for name in self._positions)
+        if self._db.is_sqlite:
+            return self._db._lookup_rows(self._sql, values)
+        return await self._db._in_thread(self._db._lookup_rows, self._sql, values)
 
 
 def _read(engine: Engine, work: Callable[[Connection], T]) -> T:

@@ -4,54 +4,16 @@ import datetime as dt
 
 from meshkit import pagination, request_context
 from meshkit.errors import FieldViolation, InvalidArgument, Unavailable, Validator
-from meshkit.protoconv import money_to_proto, timestamp
 from orders import domain
 from orders.feed import LAGGED, ChangeFeed
+from orders.protos import event_to_proto, order_to_proto
 from orders.storage import OrderStore
 from orders.watches import OpenWatches, client_key
 from orders.workflow import OrderWorkflow, visible
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
-STATUS_TO_PROTO = {
-    domain.OrderStatus.PENDING: orders_pb2.ORDER_STATUS_PENDING,
-    domain.OrderStatus.CONFIRMED: orders_pb2.ORDER_STATUS_CONFIRMED,
-    domain.OrderStatus.SHIPPED: orders_pb2.ORDER_STATUS_SHIPPED,
-    domain.OrderStatus.CANCELLED: orders_pb2.ORDER_STATUS_CANCELLED,
-}
-EVENT_TYPE_TO_PROTO = {
-    domain.EventType.CREATED: orders_pb2.OrderEvent.TYPE_CREATED,
-    domain.EventType.STATUS_CHANGED: orders_pb2.OrderEvent.TYPE_STATUS_CHANGED,
-}
 MAX_ORDER_ID_LENGTH = 64
 BACKLOG_PAGE = 500
-
-
-def order_to_proto(order: domain.Order) -> orders_pb2.Order:
-    return orders_pb2.Order(
-        order_id=order.order_id,
-        customer_email=order.customer_email,
-        items=[
-            orders_pb2.OrderItem(
-                product_id=line.product_id, quantity=line.quantity, unit_price=money_to_proto(line.unit_price)
-            )
-            for line in order.lines
-        ],
-        status=STATUS_TO_PROTO[order.status],
-        total=money_to_proto(order.total),
-        create_time=timestamp(order.create_time),
-        update_time=timestamp(order.update_time),
-    )
-
-
-def event_to_proto(event: domain.OrderEvent) -> orders_pb2.OrderEvent:
-    return orders_pb2.OrderEvent(
-        sequence=event.sequence,
-        type=EVENT_TYPE_TO_PROTO[event.type],
-        order=order_to_proto(event.order),
-        previous_status=STATUS_TO_PROTO[event.previous_status] if event.previous_status else 0,
-        event_time=timestamp(event.event_time),
-        trace_parent=event.trace_parent or "",
-    )
 
 
 def _order_id(request) -> str:
@@ -88,7 +50,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         return order_to_proto(await self._workflow.create(new))
 
     async def GetOrder(self, request, context):
-        return order_to_proto(await self._workflow.get(_order_id(request), request_context.caller()))
+        return orders_pb2.Order.FromString(await self._workflow.get(_order_id(request), request_context.caller()))
 
     async def ListOrders(self, request, context):
         # a customer lists their own orders; an operator anyone's, or all
@@ -98,7 +60,9 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         after = pagination.decode(request.page_token, filters, _list_key)
         orders = await self._store.page(customer_email, after, size + 1)
         page, token = pagination.cut(orders, size, filters, lambda last: [last.create_time.isoformat(), last.order_id])
-        return orders_pb2.ListOrdersResponse(orders=[order_to_proto(o) for o in page], next_page_token=token)
+        return orders_pb2.ListOrdersResponse(
+            orders=[orders_pb2.Order.FromString(o.message) for o in page], next_page_token=token
+        )
 
     async def ConfirmOrder(self, request, context):
         return await self._move(request, domain.OrderStatus.CONFIRMED)

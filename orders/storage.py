@@ -8,13 +8,16 @@ gap-free and makes commit order equal sequence order, on SQLite and PostgreSQL.
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 from psycopg.errors import LockNotAvailable
 from sqlalchemy import (
     BigInteger,
     Connection,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     Select,
     String,
@@ -35,6 +38,7 @@ from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime, utcnow
 from meshkit.errors import NotFound, Unavailable
 from meshkit.money import NANOS_PER_UNIT, Money
 from orders import domain
+from orders.protos import serialized
 
 
 class Base(DeclarativeBase):
@@ -47,13 +51,22 @@ class OrderRow(Base):
     order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
-    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    customer_email: Mapped[str] = mapped_column(String(254))
     status: Mapped[str] = mapped_column(String(16))
     currency: Mapped[str] = mapped_column(String(3))
     total_units: Mapped[int] = mapped_column(BigInteger)
     total_nanos: Mapped[int] = mapped_column(Integer)
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The order as the API shows it (orders.protos.serialized), rewritten with every change
+    # in the same transaction: GetOrder and ListOrders answer from it with one statement and
+    # no conversion. A field added to the Order message needs a migration that fills it in.
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        # a customer's orders, newest first (ListOrders): the first page reads one page of rows
+        Index(None, "customer_email", "create_time", "order_id"),
+    )
 
 
 class OrderLineRow(Base):
@@ -130,6 +143,7 @@ NEXT_SEQUENCE = (
     .values(last_sequence=COUNTER.c.last_sequence + 1)
     .returning(COUNTER.c.last_sequence)
 )
+MESSAGE_OF = select(ORDERS.c.customer_email, ORDERS.c.message).where(ORDERS.c.order_id == bindparam("order_id"))
 ORDER_BY_ID = select(ORDERS).where(ORDERS.c.order_id == bindparam("order_id"))
 LINES_OF = (
     select(LINES)
@@ -181,6 +195,23 @@ def _one_order(connection: Connection, order_id: str, for_update: bool = False) 
     return found[0]
 
 
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as GetOrder answers it: its owner, and its Order message in wire form."""
+
+    customer_email: str
+    message: bytes
+
+
+@dataclass(frozen=True)
+class ListedOrder:
+    """An order of a ListOrders page: its Order message, and the key of the next page."""
+
+    order_id: str
+    create_time: dt.datetime
+    message: bytes
+
+
 class ReservationExpired(Unavailable):
     def __init__(self) -> None:
         super().__init__(
@@ -209,6 +240,7 @@ class OrderStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._message_of = db.lookup(MESSAGE_OF)
 
     async def find_by_request(self, request_id: str) -> tuple[domain.Order, str | None] | None:
         def work(connection: Connection):
@@ -244,6 +276,7 @@ class OrderStore:
                     "total_nanos": nanos,
                     "create_time": order.create_time,
                     "update_time": order.update_time,
+                    "message": serialized(order),
                 },
             )
             connection.execute(
@@ -280,15 +313,20 @@ class OrderStore:
                 raise
             raise RequestConflict(*found) from None
 
-    async def get(self, order_id: str) -> domain.Order:
-        return await self._db.read(lambda connection: _one_order(connection, order_id))
+    async def stored(self, order_id: str) -> StoredOrder:
+        """The order's owner and message, in one statement (NotFound if there is none)."""
+        rows = await self._message_of.rows(order_id=order_id)
+        if not rows:
+            raise NotFound("order", order_id)
+        return StoredOrder(*rows[0])
 
     async def page(
         self, customer_email: str, after: tuple[dt.datetime, str] | None, limit: int
-    ) -> list[domain.Order]:
+    ) -> list[ListedOrder]:
         """Newest first; after is the (create_time, order_id) of the previous page's last order."""
-
-        query = select(ORDERS).order_by(ORDERS.c.create_time.desc(), ORDERS.c.order_id.desc()).limit(limit)
+        query = select(ORDERS.c.order_id, ORDERS.c.create_time, ORDERS.c.message).order_by(
+            ORDERS.c.create_time.desc(), ORDERS.c.order_id.desc()
+        ).limit(limit)
         if customer_email:
             query = query.where(ORDERS.c.customer_email == customer_email)
         if after is not None:
@@ -296,7 +334,8 @@ class OrderStore:
             query = query.where(
                 or_(ORDERS.c.create_time < time, and_(ORDERS.c.create_time == time, ORDERS.c.order_id < order_id))
             )
-        return await self._db.read(lambda connection: _orders(connection, query))
+        rows = await self._db.read(lambda connection: connection.execute(query).all())
+        return [ListedOrder(*row) for row in rows]
 
     async def move(self, order_id: str, target: domain.OrderStatus, now: dt.datetime) -> domain.Order:
         """Moves an order to target (FailedPrecondition if not allowed) and records the event."""
@@ -307,7 +346,7 @@ class OrderStore:
             connection.execute(
                 update(ORDERS)
                 .where(ORDERS.c.order_id == order_id)
-                .values(status=after.status.value, update_time=after.update_time)
+                .values(status=after.status.value, update_time=after.update_time, message=serialized(after))
             )
             _append_event(connection, domain.EventType.STATUS_CHANGED, after, before.status)
             return after

@@ -50,8 +50,11 @@ class OrderWorkflow:
             )
         return order
 
-    async def get(self, order_id: str, caller: Caller) -> domain.Order:
-        return visible(await self._store.get(order_id), caller)
+    async def get(self, order_id: str, caller: Caller) -> bytes:
+        """The order's Order message, in wire form, if caller may see it."""
+        stored = await self._store.stored(order_id)
+        _check_owner(order_id, stored.customer_email, caller)
+        return stored.message
 
     async def move(self, order_id: str, target: domain.OrderStatus, caller: Caller) -> domain.Order:
         """Moves an order in one transaction. A cancelled order's stock comes back from
@@ -65,8 +68,13 @@ class OrderWorkflow:
 
 
 def visible(order: domain.Order, caller: Caller) -> domain.Order:
-    """order, if caller may see it; else the very error a missing order gives, so that
-    nobody learns whether someone else's order exists."""
-    if not caller.owns(order.customer_email):
-        raise NotFound("order", order.order_id)
+    """order, if caller may see it (_check_owner)."""
+    _check_owner(order.order_id, order.customer_email, caller)
     return order
+
+
+def _check_owner(order_id: str, customer_email: str, caller: Caller) -> None:
+    """Nothing if caller may see the order of customer_email; else the very error a
+    missing order gives, so that nobody learns whether someone else's order exists."""
+    if not caller.owns(customer_email):
+        raise NotFound("order", order_id)

@@ -1,6 +1,7 @@
 """Each service's Alembic history builds exactly the schema its models declare."""
 
 import asyncio
+import datetime as dt
 import importlib
 import subprocess
 import sys
@@ -13,6 +14,10 @@ from sqlalchemy import inspect
 
 from meshkit import migrations
 from meshkit.database import Database
+from meshkit.money import Money
+from orders import domain
+from orders.protos import serialized
+from orders.storage import OrderStore
 from tests.conftest import SERVICES, database_url
 
 
@@ -60,3 +65,29 @@ def test_replicas_migrating_at_once_from_the_command_line_all_succeed(database, 
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), importlib.import_module(f"{service}.storage").Base.metadata)
     assert differences == []
+
+
+@pytest.mark.parametrize("database", ["orders"], indirect=True)
+def test_orders_stored_before_revision_0003_get_their_message(database):
+    """Revision 0003 writes the Order message of every order it finds: GetOrder answers from it."""
+    service, db = database
+    created = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)
+    with db.engine.begin() as connection:
+        cfg = migrations.alembic_config(service)
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0002")
+        connection.exec_driver_sql(
+            "INSERT INTO orders (order_id, customer_email, status, currency, total_units, total_nanos,"
+            " create_time, update_time) VALUES ('O-1', 'old@example.com', 'CONFIRMED', 'EUR', 7, 500000000,"
+            " '2026-01-02 03:04:05.678000', '2026-01-02 03:04:05.678000')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO order_lines VALUES ('O-1', 0, 'P-1', 3, 'EUR', 2, 500000000)"
+        )
+    migrations.upgrade(db, service)
+    expected = domain.Order(
+        "O-1", "old@example.com", (domain.OrderLine("P-1", 3, Money("EUR", 2_500_000_000)),),
+        domain.OrderStatus.CONFIRMED, Money("EUR", 7_500_000_000), created, created,
+    )
+    stored = asyncio.run(OrderStore(db).stored("O-1"))
+    assert (stored.customer_email, stored.message) == ("old@example.com", serialized(expected))

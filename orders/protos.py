@@ -1,0 +1,50 @@
+"""The Order service's domain values as their API messages: written once, for the
+servicer's replies and for the serialized order the store keeps with each order."""
+
+from meshkit.protoconv import money_to_proto, timestamp
+from orders import domain
+from shopmesh.orders.v1 import orders_pb2
+
+STATUS_TO_PROTO = {
+    domain.OrderStatus.PENDING: orders_pb2.ORDER_STATUS_PENDING,
+    domain.OrderStatus.CONFIRMED: orders_pb2.ORDER_STATUS_CONFIRMED,
+    domain.OrderStatus.SHIPPED: orders_pb2.ORDER_STATUS_SHIPPED,
+    domain.OrderStatus.CANCELLED: orders_pb2.ORDER_STATUS_CANCELLED,
+}
+EVENT_TYPE_TO_PROTO = {
+    domain.EventType.CREATED: orders_pb2.OrderEvent.TYPE_CREATED,
+    domain.EventType.STATUS_CHANGED: orders_pb2.OrderEvent.TYPE_STATUS_CHANGED,
+}
+
+
+def order_to_proto(order: domain.Order) -> orders_pb2.Order:
+    return orders_pb2.Order(
+        order_id=order.order_id,
+        customer_email=order.customer_email,
+        items=[
+            orders_pb2.OrderItem(
+                product_id=line.product_id, quantity=line.quantity, unit_price=money_to_proto(line.unit_price)
+            )
+            for line in order.lines
+        ],
+        status=STATUS_TO_PROTO[order.status],
+        total=money_to_proto(order.total),
+        create_time=timestamp(order.create_time),
+        update_time=timestamp(order.update_time),
+    )
+
+
+def serialized(order: domain.Order) -> bytes:
+    """The order as GetOrder answers it, in protobuf's wire form."""
+    return order_to_proto(order).SerializeToString()
+
+
+def event_to_proto(event: domain.OrderEvent) -> orders_pb2.OrderEvent:
+    return orders_pb2.OrderEvent(
+        sequence=event.sequence,
+        type=EVENT_TYPE_TO_PROTO[event.type],
+        order=order_to_proto(event.order),
+        previous_status=STATUS_TO_PROTO[event.previous_status] if event.previous_status else 0,
+        event_time=timestamp(event.event_time),
+        trace_parent=event.trace_parent or "",
+    )
