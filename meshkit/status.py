@@ -6,7 +6,6 @@ an HTTP status.
 """
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
@@ -113,6 +112,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._domain = domain
         self._admitted = admitted
         self._envoy = mesh_tls.spiffe_id(mesh_tls.ENVOY)
+        # method -> (grpc's handler, that handler wrapped)
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         # OpenTelemetry's RPC metric: one histogram gives counts and latencies per method and code.
         self._duration = metrics.get_meter("meshkit").create_histogram(
             "rpc.server.duration", unit="ms", description="Duration of served gRPC calls"
@@ -124,75 +125,95 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         log.exception("unexpected error in %s", method, exc_info=error)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-    @contextlib.asynccontextmanager
-    async def _call(self, context, method: str):
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
+    async def _admit(self, context) -> None:
+        """Binds the call's request id and caller; PERMISSION_DENIED for a peer not admitted."""
+        peer = mesh_tls.peer_id(context)
+        request_context.bind(context, from_envoy=peer == self._envoy)
+        if peer not in self._admitted:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this port serves Envoy and operators only")
+
+    async def _answer(self, error: BaseException, context, method: str) -> tuple[grpc.StatusCode, BaseException]:
+        """The code a call that raised error ends with, and what it raises then: error itself
+        where grpc handles it (an abort, a cancellation, a stream closed early), else the
+        AbortError of answering it (a DomainError mapped, anything else as INTERNAL)."""
+        if isinstance(error, grpc.aio.AbortError):
+            return context.code() or grpc.StatusCode.UNKNOWN, error
+        if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+            return grpc.StatusCode.CANCELLED, error
+        if not isinstance(error, Exception):
+            return grpc.StatusCode.UNKNOWN, error
         try:
-            peer = mesh_tls.peer_id(context)
-            request_context.bind(context, from_envoy=peer == self._envoy)
-            if peer not in self._admitted:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this port serves Envoy and operators only")
-            yield
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception as error:  # noqa: BLE001 - mapped, never swallowed
-            code = grpc.StatusCode.INTERNAL
-            try:
-                await self._fail(context, error, method)
-            except grpc.aio.AbortError:
-                code = context.code() or code
-                raise
-        finally:
-            status = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            duration_ms = (time.perf_counter() - started) * 1000
-            service, _, name = method.lstrip("/").rpartition("/")
-            self._duration.record(
-                duration_ms, {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, "rpc.grpc.status": status}
-            )
-            routine = method.startswith(ROUTINE_METHOD_PREFIX) and code == grpc.StatusCode.OK
-            log.log(
-                logging.DEBUG if routine else logging.INFO,
-                "rpc",
-                extra={"method": method, "grpc_status": status, "duration_ms": round(duration_ms, 2)},
-            )
+            await self._fail(context, error, method)
+        except grpc.aio.AbortError as aborted:
+            return context.code() or grpc.StatusCode.INTERNAL, aborted
+        raise AssertionError("_fail returned without aborting")
+
+    def _ended(self, method: str, started: float, code: grpc.StatusCode) -> None:
+        """The call's metric and its log line."""
+        status = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        duration_ms = (time.perf_counter() - started) * 1000
+        service, _, name = method.lstrip("/").rpartition("/")
+        self._duration.record(
+            duration_ms, {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, "rpc.grpc.status": status}
+        )
+        routine = method.startswith(ROUTINE_METHOD_PREFIX) and code == grpc.StatusCode.OK
+        log.log(
+            logging.DEBUG if routine else logging.INFO,
+            "rpc",
+            extra={"method": method, "grpc_status": status, "duration_ms": round(duration_ms, 2)},
+        )
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
+        # Wrapped once per method (grpc finds the same handler for every call of a method).
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = self._wrapped[method] = (handler, self._wrap(handler, method))
+        return wrapped[1]
+
+    def _wrap(self, handler, method: str):
+        """handler with each call admitted, answered when it fails (_answer) and logged."""
         if handler.unary_unary and inspect.iscoroutinefunction(handler.unary_unary):
             inner = handler.unary_unary
 
             async def unary_unary(request, context):
-                async with self._call(context, method):
+                started, code = time.perf_counter(), grpc.StatusCode.OK
+                try:
+                    await self._admit(context)
                     return await inner(_decoded(request, method), context)
+                except BaseException as error:
+                    code, raised = await self._answer(error, context, method)
+                    raise raised  # noqa: B904 - error itself, or the AbortError answering it (its __context__ is error)
+                finally:
+                    self._ended(method, started, code)
 
             return handler._replace(unary_unary=unary_unary, request_deserializer=_lenient(handler.request_deserializer))
         if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
-            inner_stream = handler.unary_stream
-
-            async def unary_stream(request, context):
-                async with self._call(context, method):
-                    async for response in inner_stream(_decoded(request, method), context):
-                        yield response
-
-            return handler._replace(unary_stream=unary_stream, request_deserializer=_lenient(handler.request_deserializer))
-        if handler.stream_stream and inspect.isasyncgenfunction(handler.stream_stream):
-            inner_bidi = handler.stream_stream  # reflection
-
-            async def stream_stream(requests, context):
-                async with self._call(context, method):
-                    async for response in inner_bidi(requests, context):
-                        yield response
-
-            return handler._replace(stream_stream=stream_stream)
+            return handler._replace(
+                unary_stream=self._wrap_stream(handler.unary_stream, method, decode=True),
+                request_deserializer=_lenient(handler.request_deserializer),
+            )
+        if handler.stream_stream and inspect.isasyncgenfunction(handler.stream_stream):  # reflection
+            return handler._replace(stream_stream=self._wrap_stream(handler.stream_stream, method, decode=False))
         return handler
+
+    def _wrap_stream(self, inner, method: str, decode: bool):
+        async def stream(request, context):
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                await self._admit(context)
+                async for response in inner(_decoded(request, method) if decode else request, context):
+                    yield response
+            except BaseException as error:
+                code, raised = await self._answer(error, context, method)
+                raise raised  # noqa: B904 - error itself, or the AbortError answering it (its __context__ is error)
+            finally:
+                self._ended(method, started, code)
+
+        return stream
 
 
 class _Undecodable:
