@@ -3,8 +3,9 @@
 Services use SQLAlchemy Core's synchronous API and run each whole transaction
 in a small thread pool, so that a transaction costs one thread hop rather than
 one per statement. SQLite gets a single connection and a single thread: one writer,
-no lock contention inside a process; BEGIN IMMEDIATE and a busy timeout keep
-writers of several processes from deadlocking on the same file.
+no lock contention inside a process, committing the transactions that queue up in
+groups (meshkit.group_commit); BEGIN IMMEDIATE and a busy timeout keep writers of
+several processes from deadlocking on the same file.
 
 Reads (Database.read) run in a transaction that is rolled back, never committed.
 On SQLite they run on the calling thread over a read-only connection of their own:
@@ -28,6 +29,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from meshkit import telemetry
+from meshkit.group_commit import GroupCommitter
 
 T = TypeVar("T")
 
@@ -115,11 +117,12 @@ class Database:
         self._snapshots: Engine | None = None
         # SQLite: the reader's second connection, held for Lookup's reads
         self._lookups: PoolProxiedConnection | None = None
+        self._writer: GroupCommitter | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(parsed)
             self._reader = _sqlite_engine(parsed, reader=True, connections=2)
             telemetry.instrument_engine(self._reader)
-            workers = 1
+            self._writer = GroupCommitter(self.engine)
         else:
             self.engine = create_engine(
                 parsed, pool_size=POSTGRES_POOL_SIZE, max_overflow=0, pool_pre_ping=True
@@ -128,9 +131,10 @@ class Database:
             self._snapshots = self.engine.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
             )
-            workers = POSTGRES_POOL_SIZE
         telemetry.instrument_engine(self.engine)
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="db")
+        # PostgreSQL's transactions and reads, a thread per pooled connection (SQLite's run
+        # inline or in its writer's thread)
+        self._executor = ThreadPoolExecutor(POSTGRES_POOL_SIZE, thread_name_prefix="db")
 
     def _run(self, work: Callable[[Connection], T]) -> T:
         with self.engine.begin() as connection:
@@ -138,7 +142,9 @@ class Database:
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
         """Runs work(connection) in one transaction: committed if it returns,
-        rolled back if it raises."""
+        rolled back if it raises. On SQLite, in a group commit (meshkit.group_commit)."""
+        if self._writer is not None:
+            return await self._writer.transaction(work)
         return await self._in_thread(self._run, work)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
@@ -186,6 +192,8 @@ class Database:
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown)
+        if self._writer is not None:
+            await loop.run_in_executor(None, self._writer.close)
         if self._lookups is not None:
             self._lookups.close()
         self.engine.dispose()
