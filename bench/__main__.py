@@ -1,4 +1,5 @@
-"""`make bench`: python -m bench [--pg [URL]] [--duration S] [...]"""
+"""`make bench`: python -m bench [--pg [URL]] [--duration S] [...]; the scale table
+instead with --scale [--scale-sizes N,N,...] [...]"""
 
 import argparse
 import shutil
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import grpc
 
-from bench import report
+from bench import report, scale_report
 from bench.loadgen import ToolError
+from bench.scale import ScaleError, ScaleOptions, ScaleRun
 from bench.suite import Options, Suite
 from devmesh.launcher import MeshError
 from devmesh.postgres import DEFAULT_URL
@@ -38,6 +40,20 @@ def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--profile-seconds", type=float, default=defaults.profile_seconds)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     parser.add_argument("--keep", action="store_true", help="keep databases and logs (printed at the end)")
+    scale = ScaleOptions()
+    parser.add_argument("--scale", action="store_true",
+                        help="instead of the scenarios above, the scale table: how cost grows with the orders "
+                             "stored, on SQLite and PostgreSQL (--pg names the server)")
+    parser.add_argument("--scale-sizes", type=_sizes, default=",".join(map(str, scale.sizes)), metavar="N,N,...",
+                        help="orders stored, one fresh mesh each (default %(default)s)")
+    parser.add_argument("--scale-backlog", type=int, default=scale.backlog,
+                        help="unsent emails drained at the largest size (default %(default)s)")
+    parser.add_argument("--scale-watchers", type=int, default=scale.watchers,
+                        help="idle WatchOrder streams at each size (default %(default)s)")
+    parser.add_argument("--scale-duration", type=float, default=scale.duration, help="seconds measured per rate")
+    parser.add_argument("--scale-warmup", type=float, default=scale.warmup, help="seconds of warm-up per rate")
+    parser.add_argument("--scale-backends", type=_names, default=",".join(scale.backends), metavar="NAME,...",
+                        help="sqlite, postgresql or both (default %(default)s)")
     args = parser.parse_args(argv)
     backends = {"sqlite": None, **({"postgresql": args.pg} if args.pg else {})}
     options = Options(
@@ -50,8 +66,35 @@ def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     return options, args
 
 
+def scale_options_from(args: argparse.Namespace) -> ScaleOptions:
+    """The scale table runs on PostgreSQL always (unless --scale-backends leaves it out),
+    on the server --pg names or the default one."""
+    servers = {"sqlite": None, "postgresql": args.pg or DEFAULT_URL}
+    unknown = set(args.scale_backends) - set(servers)
+    if unknown:
+        raise SystemExit(f"python -m bench: unknown --scale-backends {', '.join(sorted(unknown))}")
+    try:
+        return ScaleOptions(
+            sizes=args.scale_sizes, backlog=args.scale_backlog, watchers=args.scale_watchers,
+            duration=args.scale_duration, warmup=args.scale_warmup, connections=args.connections,
+            streams=args.streams, backends={name: servers[name] for name in args.scale_backends},
+        )
+    except ValueError as error:
+        raise SystemExit(f"python -m bench: {error}") from None
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(size) for size in text.split(","))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     options, args = options_from(argv)
+    if args.scale:
+        return scale_main(scale_options_from(args), args)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="shopmesh-bench-"))
@@ -79,6 +122,33 @@ def main(argv: list[str] | None = None) -> int:
     print(report.headline(results))
     print(report.table(results))
     print(f"\nwritten: {json_path}, {chart_path}" + (f"; work files in {workdir}" if args.keep else ""))
+    return 1 if results.errors else 0
+
+
+def scale_main(options: ScaleOptions, args: argparse.Namespace) -> int:
+    """The scale table alone: its run time is its own (ScaleResults.seconds)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    workdir = Path(tempfile.mkdtemp(prefix="shopmesh-bench-scale-"))
+    run = ScaleRun(options, workdir, say=lambda line: print(line, flush=True), keep=args.keep)
+    try:
+        results = run.run()
+    except (ToolError, MeshError, ScaleError) as error:
+        print(f"make bench --scale: {error}\n(logs kept in {workdir})", file=sys.stderr)
+        return 1
+    except grpc.RpcError as error:
+        what = f"{error.code()} {error.details()}" if hasattr(error, "code") else repr(error)
+        print(f"make bench --scale: FAILED CALL: {what}\n(logs kept in {workdir})", file=sys.stderr)
+        return 1
+    except BaseException:
+        print(f"make bench --scale: stopped; logs kept in {workdir}", file=sys.stderr)
+        raise
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    json_path = args.out / f"{stamp}.json"
+    scale_report.write_json(results, json_path)
+    print()
+    print(scale_report.table(results))
+    print(f"\nwritten: {json_path}" + (f"; work files in {workdir}" if args.keep else ""))
     return 1 if results.errors else 0
 
 
