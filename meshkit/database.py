@@ -121,7 +121,6 @@ class Database:
         if self.is_sqlite:
             self.engine = _sqlite_engine(parsed)
             self._reader = _sqlite_engine(parsed, reader=True, connections=2)
-            telemetry.instrument_engine(self._reader)
             self._writer = GroupCommitter(self.engine)
         else:
             self.engine = create_engine(
@@ -131,7 +130,7 @@ class Database:
             self._snapshots = self.engine.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
             )
-        telemetry.instrument_engine(self.engine)
+        telemetry.instrument_engines(*([self.engine, self._reader] if self._reader is not None else [self.engine]))
         # PostgreSQL's transactions and reads, a thread per pooled connection (SQLite's run
         # inline or in its writer's thread)
         self._executor = ThreadPoolExecutor(POSTGRES_POOL_SIZE, thread_name_prefix="db")

@@ -67,34 +67,33 @@ class GroupCommitter:
                 self._commit(group)
 
     def _commit(self, group: list[_Work]) -> None:
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            with self._engine.begin() as connection:
-                if len(group) == 1:
-                    context, work, _ = group[0]
-                    outcomes.append((context.run(work, connection), None))
-                else:
-                    outcomes.extend(_each_in_a_savepoint(connection, group))
-        except Exception as error:  # noqa: BLE001 - handed to every caller of the group
-            # The begin or the commit failed (or a lone transaction raised): all of it is rolled back.
-            outcomes = [(None, error)] * len(group)
+        # The group's BEGIN and COMMIT belong to its first transaction's trace (in a copy of
+        # its context: the first enters its own again), each transaction's statements,
+        # savepoint included, to its own.
+        outcomes = group[0][0].copy().run(self._outcomes, group)
         for (_, _, future), (result, error) in zip(group, outcomes, strict=True):
             if error is None:
                 future.set_result(result)
             else:
                 future.set_exception(error)
 
-
-def _each_in_a_savepoint(connection: Connection, group: list[_Work]) -> list[tuple[Any, BaseException | None]]:
-    outcomes: list[tuple[Any, BaseException | None]] = []
-    for context, work, _ in group:
-        savepoint = connection.begin_nested()
+    def _outcomes(self, group: list[_Work]) -> list[tuple[Any, BaseException | None]]:
         try:
-            result = context.run(work, connection)
-        except Exception as error:  # noqa: BLE001 - this transaction's own failure, its caller's to handle
-            savepoint.rollback()
-            outcomes.append((None, error))
-        else:
-            savepoint.commit()
-            outcomes.append((result, None))
-    return outcomes
+            with self._engine.begin() as connection:
+                if len(group) == 1:
+                    return [(group[0][1](connection), None)]
+                return [context.run(_in_savepoint, connection, work) for context, work, _ in group]
+        except Exception as error:  # noqa: BLE001 - handed to every caller of the group
+            # The begin or the commit failed (or a lone transaction raised): all of it is rolled back.
+            return [(None, error)] * len(group)
+
+
+def _in_savepoint(connection: Connection, work: Callable[[Connection], Any]) -> tuple[Any, BaseException | None]:
+    savepoint = connection.begin_nested()
+    try:
+        result = work(connection)
+    except Exception as error:  # noqa: BLE001 - this transaction's own failure, its caller's to handle
+        savepoint.rollback()
+        return None, error
+    savepoint.commit()
+    return result, None

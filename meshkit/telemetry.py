@@ -53,12 +53,13 @@ def configure(service: str, env: Mapping[str, str]) -> list:
     return providers
 
 
-def instrument_engine(engine: Engine) -> None:
-    """Database spans, when tracing is on (a service process has one engine)."""
+def instrument_engines(*engines: Engine) -> None:
+    """Database spans for every statement of engines, when tracing is on. Called once per
+    process (OpenTelemetry's instrumentor instruments once: a second call does nothing)."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         # skip_dep_check: the instrumentation declares SQLAlchemy < 2.1, and works with 2.1.
         SQLAlchemyInstrumentor().instrument(
-            engine=engine, tracer_provider=trace.get_tracer_provider(), skip_dep_check=True
+            engines=list(engines), tracer_provider=trace.get_tracer_provider(), skip_dep_check=True
         )
 
 
