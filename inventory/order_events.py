@@ -46,13 +46,15 @@ class OrderFollower:
         # opens once the mesh listener can be reached (Envoy may start after this service)
         return self._stub.StreamOrderEvents(orders_pb2.StreamOrderEventsRequest(after_sequence=cursor), wait_for_ready=True)
 
-    async def _apply(self, event: orders_pb2.OrderEvent) -> None:
-        given_back = await self._store.apply_order_event(event.sequence, event.order.order_id, status_name(event.order))
-        if given_back is not None:
+    async def _apply(self, events: list[orders_pb2.OrderEvent]) -> None:
+        given_back = await self._store.apply_order_events(
+            [(event.sequence, event.order.order_id, status_name(event.order)) for event in events]
+        )
+        for reservation in given_back:
             # Cannot happen while the Order service keeps to expire_time; the books check
             # (python -m inventory.reconcile) shows it until someone restocks.
             log.error("order lives on after its reservation was given back",
-                      extra={"order_id": event.order.order_id, "sequence": event.sequence})
+                      extra={"order_id": reservation.reservation_id})
 
     async def settle_expired(self) -> None:
         await resume.every("settling expired reservations", self._settle_every, self.settle_once)

@@ -102,6 +102,7 @@ LINES = ReservationLineRow.__table__
 CURSORS = StreamCursorRow.__table__
 ORDER_EVENTS = "order_events"
 LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS).with_for_update()
+MOVE_CURSOR = update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=bindparam("p_sequence"))
 PRODUCT_BY_ID = select(PRODUCTS).where(PRODUCTS.c.product_id == bindparam("product_id"))
 RESERVATION_BY_ID = select(RESERVATIONS).where(RESERVATIONS.c.reservation_id == bindparam("reservation_id"))
 # Built once: a statement object caches its own compiled form's key, which
@@ -262,22 +263,23 @@ class InventoryStore:
         query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS)
         return await self._db.read(lambda connection: connection.scalar(query) or 0)
 
-    async def apply_order_event(self, sequence: int, order_id: str, order_status: str) -> domain.Reservation | None:
-        """Moves the order's reservation as its new status says, and the cursor past the
-        event, in one transaction. Returns the reservation when the event found it
-        already given back although the order lives on (see expire()); else None."""
+    async def apply_order_events(self, events: list[tuple[int, str, str]]) -> list[domain.Reservation]:
+        """Moves each order's reservation as its new status says ((sequence, order_id,
+        order_status), in sequence order), and the cursor past the last, in one transaction.
+        Returns the reservations an event found given back although their order lives on
+        (see expire())."""
 
-        def work(connection: Connection) -> domain.Reservation | None:
+        def work(connection: Connection) -> list[domain.Reservation]:
             last = connection.scalar(LOCK_CURSOR)
             if last is None:
                 connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS, last_sequence=0))
                 last = 0
-            if sequence <= last:
-                return None  # applied before
-            connection.execute(
-                update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=sequence)
-            )
-            return _follow_order(connection, order_id, order_status)
+            new = [event for event in events if event[0] > last]  # the rest were applied before
+            if not new:
+                return []
+            connection.execute(MOVE_CURSOR, {"p_sequence": new[-1][0]})
+            found = (_follow_order(connection, order_id, status) for _, order_id, status in new)
+            return [reservation for reservation in found if reservation is not None]
 
         return await self._db.transaction(work)
 

@@ -62,26 +62,67 @@ async def keep_going(what: str, work: Callable[[], Awaitable[None]], pause: floa
         await asyncio.sleep(pause)
 
 
+# The most messages follow() hands over at once (and holds received, unhandled).
+FOLLOW_BATCH = 256
+
+
 async def follow(
     what: str,
     cursor: Callable[[], Awaitable[int]],
     open_stream: Callable[[int], grpc.aio.UnaryStreamCall],
-    handle: Callable[[object], Awaitable[None]],
+    handle: Callable[[list], Awaitable[None]],
     pause: float,
+    max_batch: int = FOLLOW_BATCH,
 ) -> None:
-    """Hands every message of open_stream(cursor) to handle; when the stream breaks or
-    handle meets a transient error, opens it again after pause from the cursor stored by
-    then, so nothing is skipped. Runs until cancelled."""
+    """Hands the messages of open_stream(cursor) to handle in order, a batch at a time:
+    each batch is what arrived while the previous one was handled (up to max_batch), so a
+    follower that keeps up handles them one by one, and one that falls behind, under load
+    or catching up, handles many in one transaction. When the stream breaks or handle meets
+    a transient error, opens it again after pause from the cursor stored by then, so
+    nothing is skipped. Runs until cancelled."""
 
     async def from_stored_cursor() -> None:
         stream = open_stream(await cursor())
+        # read ahead while a batch is handled; full, it stops reading (and the stream's flow control holds the sender)
+        received: asyncio.Queue = asyncio.Queue(max_batch)
+        reader = asyncio.create_task(_read_into(stream, received))
         try:
-            async for message in stream:
-                await handle(message)
+            while True:
+                batch = [await received.get()]
+                while len(batch) < max_batch and not received.empty():
+                    batch.append(received.get_nowait())
+                messages = [message for message in batch if not isinstance(message, _Ended)]
+                if messages:
+                    await handle(messages)
+                if len(messages) < len(batch):
+                    batch[-1].raise_if_failed()
+                    return
         finally:
+            reader.cancel()
             stream.cancel()  # when handle failed, the call is still open
 
     await keep_going(what, from_stored_cursor, pause)
+
+
+class _Ended:
+    """Put after a stream's last message: it ended, or broke with error."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+async def _read_into(stream: grpc.aio.UnaryStreamCall, received: asyncio.Queue) -> None:
+    try:
+        async for message in stream:
+            await received.put(message)
+    except Exception as error:  # noqa: BLE001 - handed over after the messages before it
+        await received.put(_Ended(error))
+    else:
+        await received.put(_Ended())
 
 
 async def every(what: str, seconds: float, work: Callable[[], Awaitable[None]]) -> None:

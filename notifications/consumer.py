@@ -18,7 +18,7 @@ from meshkit import resume, telemetry
 from meshkit.database import utcnow
 from meshkit.protoconv import money_from_proto
 from notifications import domain
-from notifications.storage import NotificationStore
+from notifications.storage import NotificationStore, RecordedEvent
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -65,17 +65,20 @@ class OrderEventConsumer:
             orders_pb2.StreamOrderEventsRequest(after_sequence=cursor), wait_for_ready=True
         )
 
-    async def _record(self, event: orders_pb2.OrderEvent) -> None:
-        # A span of its own, linked to the trace of the order change.
+    async def _record(self, events: list[orders_pb2.OrderEvent]) -> None:
+        # A span of its own, linked to the trace of each order change.
+        links = [link for event in events for link in telemetry.link_to(event.trace_parent)]
         with self._tracer.start_as_current_span(
-            "record notification", links=telemetry.link_to(event.trace_parent),
-            attributes={"shopmesh.order_id": event.order.order_id, "shopmesh.event_sequence": event.sequence},
+            "record notifications", links=links,
+            attributes={"shopmesh.event_sequences": [event.sequence for event in events]},
         ):
-            email, failure = _render(event)
-            await self._store.record(
-                event.sequence, event.order.order_id, email, utcnow(), event.trace_parent or None, failure
-            )
+            await self._store.record([_recorded(event) for event in events], utcnow())
         self._on_recorded()
+
+
+def _recorded(event: orders_pb2.OrderEvent) -> RecordedEvent:
+    email, failure = _render(event)
+    return RecordedEvent(event.sequence, event.order.order_id, email, event.trace_parent or None, failure)
 
 
 def _render(event: orders_pb2.OrderEvent) -> tuple[domain.Email, str | None]:

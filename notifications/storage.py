@@ -5,6 +5,7 @@ any crash the consumer resumes exactly after the last event it recorded.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Connection, Integer, MetaData, String, Text, bindparam, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -94,6 +95,38 @@ def _notification(row) -> domain.Notification:
     )
 
 
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An order event as the notification it becomes: its email, or what is kept of it and
+    why none could be written (failure)."""
+
+    sequence: int
+    order_id: str
+    email: domain.Email
+    trace_parent: str | None = None
+    failure: str | None = None
+
+
+def _row(event: RecordedEvent, now: dt.datetime) -> dict:
+    email = event.email
+    return {
+        # cut to their columns: a malformed event must still be recorded as FAILED
+        "order_id": event.order_id[:ORDER_ID_LENGTH],
+        "event_sequence": event.sequence,
+        "recipient": email.recipient[:RECIPIENT_LENGTH],
+        "subject": email.subject,
+        "body": email.body,
+        "status": PENDING if event.failure is None else FAILED,
+        "attempts": 0,
+        "message_id": email.message_id[:MESSAGE_ID_LENGTH],
+        "last_error": (event.failure or "")[:ERROR_LENGTH],
+        "create_time": now,
+        "update_time": now,
+        "next_attempt_time": now if event.failure is None else None,
+        "trace_parent": event.trace_parent,
+    }
+
+
 class NotificationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -114,40 +147,21 @@ class NotificationStore:
         query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS)
         return await self._db.read(lambda connection: connection.scalar(query) or 0)
 
-    async def record(
-        self, sequence: int, order_id: str, email: domain.Email, now: dt.datetime, trace_parent: str | None = None,
-        failure: str | None = None,
-    ) -> None:
-        """Stores the event's notification as PENDING (or FAILED for the reason failure, never
-        to be sent) and moves the cursor past it, together."""
+    async def record(self, events: list[RecordedEvent], now: dt.datetime) -> None:
+        """Stores each event's notification as PENDING (or FAILED for its reason, never to
+        be sent) and moves the cursor past the last, together in one transaction."""
 
         def work(connection: Connection) -> None:
             last = connection.scalar(LOCK_CURSOR)
             if last is None:
                 connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS, last_sequence=0))
                 last = 0
-            if sequence <= last:
-                return  # recorded before: a stream re-opened by another consumer instance
-            connection.execute(
-                INSERT_NOTIFICATION,
-                {
-                    # cut to their columns: a malformed event must still be recorded as FAILED
-                    "order_id": order_id[:ORDER_ID_LENGTH],
-                    "event_sequence": sequence,
-                    "recipient": email.recipient[:RECIPIENT_LENGTH],
-                    "subject": email.subject,
-                    "body": email.body,
-                    "status": PENDING if failure is None else FAILED,
-                    "attempts": 0,
-                    "message_id": email.message_id[:MESSAGE_ID_LENGTH],
-                    "last_error": (failure or "")[:ERROR_LENGTH],
-                    "create_time": now,
-                    "update_time": now,
-                    "next_attempt_time": now if failure is None else None,
-                    "trace_parent": trace_parent,
-                },
-            )
-            connection.execute(MOVE_CURSOR, {"p_sequence": sequence})
+            # recorded before: a stream re-opened by another consumer instance
+            new = [event for event in events if event.sequence > last]
+            if not new:
+                return
+            connection.execute(INSERT_NOTIFICATION, [_row(event, now) for event in new])
+            connection.execute(MOVE_CURSOR, {"p_sequence": new[-1].sequence})
 
         await self._db.transaction(work)
 

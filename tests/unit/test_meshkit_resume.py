@@ -52,15 +52,22 @@ async def test_keep_going_outlives_outages_and_stops_at_a_bug(caplog):
 
 
 class Stream:
-    """What open_stream gives: messages to iterate, and a call to cancel."""
+    """What open_stream gives: messages to iterate (then error, if any, raised), and a call
+    to cancel. Each message waits for its gate, if it has one."""
 
-    def __init__(self, messages) -> None:
+    def __init__(self, messages, error: BaseException | None = None, gates: dict | None = None) -> None:
         self.messages = messages
+        self.error = error
+        self.gates = gates or {}
         self.cancelled = False
 
     async def __aiter__(self):
         for message in self.messages:
+            if message in self.gates:
+                await self.gates[message].wait()
             yield message
+        if self.error is not None:
+            raise self.error
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -76,20 +83,49 @@ async def test_follow_resumes_from_the_stored_cursor_after_the_database_failed()
         opened.append(Stream(range(after + 1, 5)))
         return opened[-1]
 
-    async def handle(message):
-        if message == 2 and not failed_once:
-            failed_once.append(message)
-            raise locked()
-        if message == 4:
-            raise KeyError("end of the test")
-        handled.append(message)
-        stored[0] = message
+    async def handle(messages):
+        for message in messages:
+            if message == 2 and not failed_once:
+                failed_once.append(message)
+                raise locked()
+            if message == 4:
+                raise KeyError("end of the test")
+            handled.append(message)
+            stored[0] = message
 
     with pytest.raises(KeyError):
         await resume.follow("events", cursor, open_stream, handle, 0.0)
     assert handled == [1, 2, 3]
     assert [list(s.messages) for s in opened] == [[1, 2, 3, 4], [2, 3, 4]]
     assert all(s.cancelled for s in opened)
+
+
+async def test_follow_hands_over_what_arrived_while_the_last_batch_was_handled():
+    """One by one while it keeps up; what piled up meanwhile together, max_batch at most;
+    a stream that breaks after messages has them handled first, then is opened again."""
+    broke = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "reset")
+    busy, more_sent = asyncio.Event(), asyncio.Event()
+    batches, stored = [], [0]
+    streams = [Stream(range(1, 9), broke, gates={2: busy}), Stream([9])]
+
+    async def cursor():
+        return stored[0]
+
+    def open_stream(after):
+        return streams.pop(0)
+
+    async def handle(messages):
+        batches.append(messages)
+        stored[0] = messages[-1]
+        if messages == [1]:
+            busy.set()  # messages 2..8 arrive while this batch is handled
+            await asyncio.sleep(0.01)
+        if messages[-1] == 9:
+            raise KeyError("end of the test")
+
+    with pytest.raises(KeyError):
+        await resume.follow("events", cursor, open_stream, handle, 0.0, max_batch=4)
+    assert batches == [[1], [2, 3, 4, 5], [6, 7, 8], [9]]
 
 
 async def test_cancelling_stops_the_work_at_once():
