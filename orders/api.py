@@ -6,7 +6,7 @@ from meshkit import pagination, request_context
 from meshkit.errors import FieldViolation, InvalidArgument, Unavailable, Validator
 from orders import domain
 from orders.feed import LAGGED, ChangeFeed
-from orders.protos import event_to_proto, order_to_proto
+from orders.protos import EventOrders, event_to_proto, order_to_proto
 from orders.storage import OrderStore
 from orders.watches import OpenWatches, client_key
 from orders.workflow import OrderWorkflow, visible
@@ -39,6 +39,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self._store = store
         self._feed = feed
         self._watches = watches
+        self._event_orders = EventOrders()
 
     async def CreateOrder(self, request, context):
         # a customer orders for themselves: an empty customer_email means the token's
@@ -94,7 +95,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                     yield order_to_proto(order)
                 elif event.sequence > seen:
                     order, seen = event.order, event.sequence
-                    yield order_to_proto(order)
+                    yield self._event_orders.order_of(event)
 
     async def StreamOrderEvents(self, request, context):
         if request.after_sequence < 0:

@@ -25,6 +25,8 @@ QUEUE_LIMIT = 10_000
 # The same for a watcher of one order: an order has a few events in its whole life, so
 # this only bounds what each of thousands of open watches may hold.
 ORDER_QUEUE_LIMIT = 64
+# Watchers of one order woken per pass of the event loop (~100 µs of work each).
+FAN_OUT_STEP = 500
 
 
 class Lagged:
@@ -120,8 +122,14 @@ class ChangeFeed:
             for event in events:
                 for subscription in self._everything:
                     subscription.deliver(event)
-                for subscription in self._by_order.get(event.order.order_id, ()):
-                    subscription.deliver(event)
+                watchers = list(self._by_order.get(event.order.order_id, ()))
+                for start in range(0, len(watchers), FAN_OUT_STEP):
+                    if start:
+                        # Each watcher woken sends the change before the loop polls again:
+                        # in steps, so that health checks and other calls are answered between.
+                        await asyncio.sleep(0)
+                    for subscription in watchers[start:start + FAN_OUT_STEP]:
+                        subscription.deliver(event)
                 self._last = event.sequence
             if len(events) < BATCH_SIZE:
                 return

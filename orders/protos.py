@@ -1,6 +1,8 @@
 """The Order service's domain values as their API messages: written once, for the
 servicer's replies and for the serialized order the store keeps with each order."""
 
+from collections import OrderedDict
+
 from meshkit.protoconv import money_to_proto, timestamp
 from orders import domain
 from shopmesh.orders.v1 import orders_pb2
@@ -48,3 +50,20 @@ def event_to_proto(event: domain.OrderEvent) -> orders_pb2.OrderEvent:
         event_time=timestamp(event.event_time),
         trace_parent=event.trace_parent or "",
     )
+
+
+class EventOrders:
+    """The Order message of each recent event, built once for all the streams that send it:
+    a change of an order watched 10,000 times is one conversion, not 10,000."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._messages: OrderedDict[int, orders_pb2.Order] = OrderedDict()
+
+    def order_of(self, event: domain.OrderEvent) -> orders_pb2.Order:
+        message = self._messages.get(event.sequence)
+        if message is None:
+            message = self._messages[event.sequence] = order_to_proto(event.order)
+            if len(self._messages) > self._size:
+                self._messages.popitem(last=False)
+        return message
