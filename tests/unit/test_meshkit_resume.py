@@ -104,7 +104,7 @@ async def test_follow_hands_over_what_arrived_while_the_last_batch_was_handled()
     """One by one while it keeps up; what piled up meanwhile together, max_batch at most;
     a stream that breaks after messages has them handled first, then is opened again."""
     broke = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "reset")
-    busy, more_sent = asyncio.Event(), asyncio.Event()
+    busy = asyncio.Event()
     batches, stored = [], [0]
     streams = [Stream(range(1, 9), broke, gates={2: busy}), Stream([9])]
 
