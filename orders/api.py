@@ -6,7 +6,7 @@ from meshkit import pagination, request_context
 from meshkit.errors import FieldViolation, InvalidArgument, Unavailable, Validator
 from orders import domain
 from orders.feed import LAGGED, ChangeFeed
-from orders.protos import EventOrders, event_to_proto, order_to_proto
+from orders.protos import RecentMessages, event_to_proto, order_to_proto
 from orders.storage import OrderStore
 from orders.watches import OpenWatches, client_key
 from orders.workflow import OrderWorkflow, visible
@@ -39,7 +39,9 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self._store = store
         self._feed = feed
         self._watches = watches
-        self._event_orders = EventOrders()
+        # the messages of live events, built once for every stream that sends them
+        self._watched = RecentMessages(lambda event: order_to_proto(event.order))
+        self._followed = RecentMessages(event_to_proto)
 
     async def CreateOrder(self, request, context):
         # a customer orders for themselves: an empty customer_email means the token's
@@ -95,7 +97,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                     yield order_to_proto(order)
                 elif event.sequence > seen:
                     order, seen = event.order, event.sequence
-                    yield self._event_orders.order_of(event)
+                    yield self._watched.of(event)
 
     async def StreamOrderEvents(self, request, context):
         if request.after_sequence < 0:
@@ -119,5 +121,5 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                     if event is LAGGED or event.sequence > cursor + 1:
                         break
                     if event.sequence == cursor + 1:
-                        yield event_to_proto(event)
+                        yield self._followed.of(event)
                         cursor = event.sequence

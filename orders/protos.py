@@ -2,6 +2,9 @@
 servicer's replies and for the serialized order the store keeps with each order."""
 
 from collections import OrderedDict
+from collections.abc import Callable
+
+from google.protobuf.message import Message
 
 from meshkit.protoconv import money_to_proto, timestamp
 from orders import domain
@@ -52,18 +55,20 @@ def event_to_proto(event: domain.OrderEvent) -> orders_pb2.OrderEvent:
     )
 
 
-class EventOrders:
-    """The Order message of each recent event, built once for all the streams that send it:
-    a change of an order watched 10,000 times is one conversion, not 10,000."""
+class RecentMessages:
+    """A message of each recent event, built once (by build) for all the streams that send
+    it: a change of an order watched 10,000 times is one conversion, not 10,000, and an event
+    is converted once for all the services following the stream."""
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, build: Callable[[domain.OrderEvent], Message], size: int = 1024) -> None:
+        self._build = build
         self._size = size
-        self._messages: OrderedDict[int, orders_pb2.Order] = OrderedDict()
+        self._messages: OrderedDict[int, Message] = OrderedDict()
 
-    def order_of(self, event: domain.OrderEvent) -> orders_pb2.Order:
+    def of(self, event: domain.OrderEvent) -> Message:
         message = self._messages.get(event.sequence)
         if message is None:
-            message = self._messages[event.sequence] = order_to_proto(event.order)
+            message = self._messages[event.sequence] = self._build(event)
             if len(self._messages) > self._size:
                 self._messages.popitem(last=False)
         return message
