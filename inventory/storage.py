@@ -128,6 +128,25 @@ _BOOK_COLUMN = {
 LINES_OF = (
     select(LINES).where(LINES.c.reservation_id == bindparam("reservation_id")).order_by(LINES.c.line_no)
 )
+PRODUCTS_IN = select(PRODUCTS).where(PRODUCTS.c.product_id.in_(bindparam("product_ids", expanding=True)))
+# A reservation's units moved in the books from one column to another, per product line.
+MOVE_UNITS = {
+    (source, destination): update(PRODUCTS)
+    .where(PRODUCTS.c.product_id == bindparam("p_product_id"))
+    .values({
+        source: PRODUCTS.c[source] - bindparam("p_quantity"),
+        destination: PRODUCTS.c[destination] + bindparam("p_quantity"),
+        "update_time": bindparam("p_now"),
+    })
+    for source in _BOOK_COLUMN.values()
+    for destination in _BOOK_COLUMN.values()
+    if source != destination
+}
+SET_STATUS = (
+    update(RESERVATIONS)
+    .where(RESERVATIONS.c.reservation_id == bindparam("p_reservation_id"))
+    .values(status=bindparam("p_status"), update_time=bindparam("p_now"))
+)
 
 
 def _product_from(row) -> domain.Product:
@@ -356,21 +375,11 @@ def _move(connection: Connection, reservation: domain.Reservation, target: domai
     if reservation.status is target:
         return
     if reservation.status is not domain.ReservationStatus.RELEASED:  # a released one's units are on the shelf already
-        source, destination = _BOOK_COLUMN[reservation.status], _BOOK_COLUMN[target]
+        move_units = MOVE_UNITS[_BOOK_COLUMN[reservation.status], _BOOK_COLUMN[target]]
         for line in sorted(reservation.lines, key=lambda line: line.product_id):
-            connection.execute(
-                update(PRODUCTS)
-                .where(PRODUCTS.c.product_id == line.product_id)
-                .values({
-                    source: PRODUCTS.c[source] - line.quantity,
-                    destination: PRODUCTS.c[destination] + line.quantity,
-                    "update_time": now,
-                })
-            )
+            connection.execute(move_units, {"p_product_id": line.product_id, "p_quantity": line.quantity, "p_now": now})
     connection.execute(
-        update(RESERVATIONS)
-        .where(RESERVATIONS.c.reservation_id == reservation.reservation_id)
-        .values(status=target.value, update_time=now)
+        SET_STATUS, {"p_reservation_id": reservation.reservation_id, "p_status": target.value, "p_now": now}
     )
 
 
@@ -433,7 +442,7 @@ def _take_stock(
     requested = {line.product_id: line.quantity for line in lines}
     products = {
         row.product_id: _product_from(row)
-        for row in connection.execute(select(PRODUCTS).where(PRODUCTS.c.product_id.in_(requested)))
+        for row in connection.execute(PRODUCTS_IN, {"product_ids": list(requested)})
     }
     unknown = sorted(set(requested) - set(products))
     if unknown:
