@@ -1,6 +1,7 @@
 """Each service as its own process: `python -m <service>`, fail-fast config and
 graceful shutdown on SIGTERM / SIGINT."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -56,7 +57,8 @@ def test_graceful_shutdown(sig, tmp_path):
             process.kill()
             process.wait()
     assert process.returncode == 0
-    assert '"message": "stopped"' in output
+    messages = [json.loads(line)["message"] for line in output.splitlines() if line.startswith("{")]
+    assert messages[-1] == "stopped", messages[-5:]
     assert (tmp_path / "inventory.db").exists()
 
 
