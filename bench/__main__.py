@@ -6,7 +6,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
@@ -18,6 +20,7 @@ from devmesh.launcher import MeshError
 from devmesh.postgres import DEFAULT_URL
 
 RESULTS = Path("bench-results")
+T = TypeVar("T")
 
 
 def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -98,19 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="shopmesh-bench-"))
-    try:
-        results = Suite(options, workdir, say=lambda line: print(line, flush=True)).run()
-    except (ToolError, MeshError) as error:
-        print(f"make bench: {error}\n(logs kept in {workdir})", file=sys.stderr)
+    results = _run("make bench", workdir, Suite(options, workdir, say=_say).run)
+    if results is None:
         return 1
-    except grpc.RpcError as error:
-        # a call of the benchmark's own clients (set-up, watchers, lag) was refused or failed
-        what = f"{error.code()} {error.details()}" if hasattr(error, "code") else repr(error)
-        print(f"make bench: FAILED CALL: {what}\n(logs kept in {workdir})", file=sys.stderr)
-        return 1
-    except BaseException:
-        print(f"make bench: stopped; logs kept in {workdir}", file=sys.stderr)
-        raise
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     report.add_ratios(results)
@@ -129,19 +122,9 @@ def scale_main(options: ScaleOptions, args: argparse.Namespace) -> int:
     """The scale table alone: its run time is its own (ScaleResults.seconds)."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="shopmesh-bench-scale-"))
-    run = ScaleRun(options, workdir, say=lambda line: print(line, flush=True), keep=args.keep)
-    try:
-        results = run.run()
-    except (ToolError, MeshError, ScaleError) as error:
-        print(f"make bench --scale: {error}\n(logs kept in {workdir})", file=sys.stderr)
+    results = _run("make bench --scale", workdir, ScaleRun(options, workdir, say=_say, keep=args.keep).run)
+    if results is None:
         return 1
-    except grpc.RpcError as error:
-        what = f"{error.code()} {error.details()}" if hasattr(error, "code") else repr(error)
-        print(f"make bench --scale: FAILED CALL: {what}\n(logs kept in {workdir})", file=sys.stderr)
-        return 1
-    except BaseException:
-        print(f"make bench --scale: stopped; logs kept in {workdir}", file=sys.stderr)
-        raise
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     json_path = args.out / f"{stamp}.json"
@@ -150,6 +133,27 @@ def scale_main(options: ScaleOptions, args: argparse.Namespace) -> int:
     print(scale_report.table(results))
     print(f"\nwritten: {json_path}" + (f"; work files in {workdir}" if args.keep else ""))
     return 1 if results.errors else 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _run(what: str, workdir: Path, go: Callable[[], T]) -> T | None:
+    """go()'s results; None once it said why it stopped (a tool missing, a mesh that did
+    not start, a call refused), its logs kept in workdir."""
+    try:
+        return go()
+    except (ToolError, MeshError, ScaleError) as error:
+        print(f"{what}: {error}\n(logs kept in {workdir})", file=sys.stderr)
+    except grpc.RpcError as error:
+        # a call of the benchmark's own clients (set-up, watchers, lag) was refused or failed
+        failed = f"{error.code()} {error.details()}" if hasattr(error, "code") else repr(error)
+        print(f"{what}: FAILED CALL: {failed}\n(logs kept in {workdir})", file=sys.stderr)
+    except BaseException:
+        print(f"{what}: stopped; logs kept in {workdir}", file=sys.stderr)
+        raise
+    return None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ processes on free ports, started the way `make up` starts them."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +18,7 @@ from google.type import money_pb2
 
 from devmesh import client, mesh_identity
 from devmesh.launcher import Layout, Mesh
+from devmesh.paths import ROOT
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2_grpc
@@ -162,3 +166,19 @@ def rest(mesh, operator_token):
         return http_call(f"http://{mesh.layout.public}{path}", method, body, headers, token)
 
     return call
+
+
+def run_bench(arguments: list[str], timeout: float) -> str:
+    """`python -m bench` with arguments, as a user runs it; its output, once it exited 0."""
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "bench", *arguments], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output, _ = bench.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Ctrl-C, as a user would: the benchmark stops the meshes it started
+        bench.send_signal(signal.SIGINT)
+        output, _ = bench.communicate(timeout=60)
+        pytest.fail(f"the benchmark did not finish in {timeout:g} s:\n{output[-3000:]}")
+    assert bench.returncode == 0, output[-3000:]
+    return output

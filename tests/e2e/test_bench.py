@@ -3,14 +3,11 @@ working (tools found, meshes started and stopped, figures and files written),
 not produce meaningful figures here."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 
-from devmesh.paths import ROOT
 from tests.conftest import PG_URL
+from tests.e2e.conftest import run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -24,20 +21,14 @@ SCENARIOS = {
 
 
 def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
-    command = [
-        sys.executable, "-m", "bench", "--pg", PG_URL, "--out", str(tmp_path),
-        "--duration", "1", "--warmup", "0.5", "--watchers", "40", "--watcher-connections", "4",
-        "--lag-orders", "10", "--profile-seconds", "1",
-    ]
-    bench = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = bench.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        # Ctrl-C, as a user would: the benchmark stops the meshes it started
-        bench.send_signal(signal.SIGINT)
-        output, _ = bench.communicate(timeout=60)
-        pytest.fail(f"the benchmark did not finish in time:\n{output[-3000:]}")
-    assert bench.returncode == 0, output[-3000:]
+    output = run_bench(
+        [
+            "--pg", PG_URL, "--out", str(tmp_path),
+            "--duration", "1", "--warmup", "0.5", "--watchers", "40", "--watcher-connections", "4",
+            "--lag-orders", "10", "--profile-seconds", "1",
+        ],
+        timeout=240,
+    )
     # every call carried a token where one is needed: a 401 or 403 would be a failed call
     assert "No call failed in this run." in output
     assert "JWT check cost (jwt_authn + rbac), Envoy CPU per call:" in output

@@ -4,13 +4,10 @@ meshes started and stopped, every figure taken, the table and its JSON written),
 produce meaningful figures here."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 
-from devmesh.paths import ROOT
+from tests.e2e.conftest import run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -20,20 +17,14 @@ WATCHERS = 50
 
 
 def test_a_short_scale_table_on_sqlite(tmp_path):
-    command = [
-        sys.executable, "-m", "bench", "--scale", "--scale-backends", "sqlite", "--out", str(tmp_path),
-        "--scale-sizes", ",".join(map(str, SIZES)), "--scale-backlog", str(BACKLOG),
-        "--scale-watchers", str(WATCHERS), "--scale-duration", "1", "--scale-warmup", "0.5",
-    ]
-    bench = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = bench.communicate(timeout=150)
-    except subprocess.TimeoutExpired:
-        # Ctrl-C, as a user would: the benchmark stops the meshes it started
-        bench.send_signal(signal.SIGINT)
-        output, _ = bench.communicate(timeout=60)
-        pytest.fail(f"the scale table did not finish in time:\n{output[-3000:]}")
-    assert bench.returncode == 0, output[-3000:]
+    output = run_bench(
+        [
+            "--scale", "--scale-backends", "sqlite", "--out", str(tmp_path),
+            "--scale-sizes", ",".join(map(str, SIZES)), "--scale-backlog", str(BACKLOG),
+            "--scale-watchers", str(WATCHERS), "--scale-duration", "1", "--scale-warmup", "0.5",
+        ],
+        timeout=150,
+    )
     assert "No call failed, no event or email went missing." in output
     assert "Scale table run time:" in output
     rows = [line for line in output.splitlines() if line.startswith("| sqlite")]
