@@ -130,7 +130,7 @@ class Database:
             self._snapshots = self.engine.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
             )
-        telemetry.instrument_engines(*([self.engine, self._reader] if self._reader is not None else [self.engine]))
+        telemetry.instrument_engines(*[engine for engine in (self.engine, self._reader) if engine is not None])
         # PostgreSQL's transactions and reads, a thread per pooled connection (SQLite's run
         # inline or in its writer's thread)
         self._executor = ThreadPoolExecutor(POSTGRES_POOL_SIZE, thread_name_prefix="db")
