@@ -142,6 +142,22 @@ MOVE_UNITS = {
     for destination in _BOOK_COLUMN.values()
     if source != destination
 }
+LOCK_RESERVATIONS = (
+    select(RESERVATIONS.c.reservation_id)
+    .where(RESERVATIONS.c.reservation_id.in_(bindparam("reservation_ids", expanding=True)))
+    .order_by(RESERVATIONS.c.reservation_id)
+    .with_for_update()
+)
+LOCK_PRODUCTS_OF = (
+    select(PRODUCTS.c.product_id)
+    .where(
+        PRODUCTS.c.product_id.in_(
+            select(LINES.c.product_id).where(LINES.c.reservation_id.in_(bindparam("reservation_ids", expanding=True)))
+        )
+    )
+    .order_by(PRODUCTS.c.product_id)
+    .with_for_update()
+)
 SET_STATUS = (
     update(RESERVATIONS)
     .where(RESERVATIONS.c.reservation_id == bindparam("p_reservation_id"))
@@ -297,6 +313,14 @@ class InventoryStore:
             if not new:
                 return []
             connection.execute(MOVE_CURSOR, {"p_sequence": new[-1][0]})
+            if len(new) > 1:
+                # Locked up front in the order every other transaction takes them (its one
+                # reservation, then products by id), not event by event: a batch moving one
+                # order's units and then another's would lock products out of order and could
+                # deadlock with a ReserveStock (PostgreSQL).
+                reservation_ids = sorted({order_id for _, order_id, _ in new})
+                connection.execute(LOCK_RESERVATIONS, {"reservation_ids": reservation_ids})
+                connection.execute(LOCK_PRODUCTS_OF, {"reservation_ids": reservation_ids})
             found = (_follow_order(connection, order_id, status) for _, order_id, status in new)
             return [reservation for reservation in found if reservation is not None]
 
