@@ -19,7 +19,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    Select,
     String,
     Text,
     and_,
@@ -145,35 +144,7 @@ NEXT_SEQUENCE = (
 )
 MESSAGE_OF = select(ORDERS.c.customer_email, ORDERS.c.message).where(ORDERS.c.order_id == bindparam("order_id"))
 ORDER_BY_ID = select(ORDERS).where(ORDERS.c.order_id == bindparam("order_id"))
-LINES_OF = (
-    select(LINES)
-    .where(LINES.c.order_id.in_(bindparam("order_ids", expanding=True)))
-    .order_by(LINES.c.order_id, LINES.c.line_no)
-)
-
-
-def _orders(connection: Connection, query: Select, parameters: dict | None = None) -> list[domain.Order]:
-    """The orders that query (a select of ORDERS) finds, in its order, with their lines:
-    two statements, whatever the number of orders."""
-    rows = connection.execute(query, parameters).all()
-    if not rows:
-        return []
-    lines: dict[str, list[domain.OrderLine]] = {row.order_id: [] for row in rows}
-    for line in connection.execute(LINES_OF, {"order_ids": list(lines)}):
-        price = Money(line.currency, line.unit_price_units * NANOS_PER_UNIT + line.unit_price_nanos)
-        lines[line.order_id].append(domain.OrderLine(line.product_id, line.quantity, price))
-    return [
-        domain.Order(
-            row.order_id,
-            row.customer_email,
-            tuple(lines[row.order_id]),
-            domain.OrderStatus(row.status),
-            Money(row.currency, row.total_units * NANOS_PER_UNIT + row.total_nanos),
-            row.create_time,
-            row.update_time,
-        )
-        for row in rows
-    ]
+LINES_OF = select(LINES).where(LINES.c.order_id == bindparam("order_id")).order_by(LINES.c.line_no)
 
 
 def _event(row) -> domain.OrderEvent:
@@ -188,11 +159,26 @@ def _event(row) -> domain.OrderEvent:
 
 
 def _one_order(connection: Connection, order_id: str, for_update: bool = False) -> domain.Order:
-    query = ORDER_BY_ID.with_for_update() if for_update else ORDER_BY_ID
-    found = _orders(connection, query, {"order_id": order_id})
-    if not found:
+    """The order and its lines: two statements."""
+    row = connection.execute(ORDER_BY_ID.with_for_update() if for_update else ORDER_BY_ID, {"order_id": order_id}).first()
+    if row is None:
         raise NotFound("order", order_id)
-    return found[0]
+    lines = tuple(
+        domain.OrderLine(
+            line.product_id, line.quantity,
+            Money(line.currency, line.unit_price_units * NANOS_PER_UNIT + line.unit_price_nanos),
+        )
+        for line in connection.execute(LINES_OF, {"order_id": order_id})
+    )
+    return domain.Order(
+        row.order_id,
+        row.customer_email,
+        lines,
+        domain.OrderStatus(row.status),
+        Money(row.currency, row.total_units * NANOS_PER_UNIT + row.total_nanos),
+        row.create_time,
+        row.update_time,
+    )
 
 
 @dataclass(frozen=True)
