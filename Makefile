@@ -83,6 +83,7 @@ protodeps: $(INSTALLED)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 

@@ -26,16 +26,29 @@ T = TypeVar("T")
 def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     defaults = Options()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--pg", nargs="?", const=DEFAULT_URL, metavar="URL",
-                        help=f"also run on PostgreSQL (default server {DEFAULT_URL})")
+    parser.add_argument(
+        "--pg",
+        nargs="?",
+        const=DEFAULT_URL,
+        metavar="URL",
+        help=f"also run on PostgreSQL (default server {DEFAULT_URL})",
+    )
     parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds measured per scenario")
     parser.add_argument("--warmup", type=float, default=defaults.warmup, help="seconds of warm-up per scenario")
     parser.add_argument("--connections", type=int, default=defaults.connections, help="h2load connections")
     parser.add_argument("--streams", type=int, default=defaults.streams, help="h2load streams per connection")
-    parser.add_argument("--wide-connections", type=int, default=defaults.wide_connections,
-                        help="h2load connections of the wide shape (the anchor, GetOrder and CreateOrder again)")
-    parser.add_argument("--wide-streams", type=int, default=defaults.wide_streams,
-                        help="h2load streams per connection of the wide shape")
+    parser.add_argument(
+        "--wide-connections",
+        type=int,
+        default=defaults.wide_connections,
+        help="h2load connections of the wide shape (the anchor, GetOrder and CreateOrder again)",
+    )
+    parser.add_argument(
+        "--wide-streams",
+        type=int,
+        default=defaults.wide_streams,
+        help="h2load streams per connection of the wide shape",
+    )
     parser.add_argument("--rest-connections", type=int, default=defaults.rest_connections, help="wrk connections")
     parser.add_argument("--watchers", type=int, default=defaults.watchers, help="idle WatchOrder streams")
     parser.add_argument("--watcher-connections", type=int, default=defaults.watcher_connections)
@@ -44,27 +57,55 @@ def options_from(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     parser.add_argument("--keep", action="store_true", help="keep databases and logs (printed at the end)")
     scale = ScaleOptions()
-    parser.add_argument("--scale", action="store_true",
-                        help="instead of the scenarios above, the scale table: how cost grows with the orders "
-                             "stored, on SQLite and PostgreSQL (--pg names the server)")
-    parser.add_argument("--scale-sizes", type=_sizes, default=",".join(map(str, scale.sizes)), metavar="N,N,...",
-                        help="orders stored, one fresh mesh each (default %(default)s)")
-    parser.add_argument("--scale-backlog", type=int, default=scale.backlog,
-                        help="unsent emails drained at the largest size (default %(default)s)")
-    parser.add_argument("--scale-watchers", type=int, default=scale.watchers,
-                        help="idle WatchOrder streams at each size (default %(default)s)")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead of the scenarios above, the scale table: how cost grows with the orders "
+        "stored, on SQLite and PostgreSQL (--pg names the server)",
+    )
+    parser.add_argument(
+        "--scale-sizes",
+        type=_sizes,
+        default=",".join(map(str, scale.sizes)),
+        metavar="N,N,...",
+        help="orders stored, one fresh mesh each (default %(default)s)",
+    )
+    parser.add_argument(
+        "--scale-backlog",
+        type=int,
+        default=scale.backlog,
+        help="unsent emails drained at the largest size (default %(default)s)",
+    )
+    parser.add_argument(
+        "--scale-watchers",
+        type=int,
+        default=scale.watchers,
+        help="idle WatchOrder streams at each size (default %(default)s)",
+    )
     parser.add_argument("--scale-duration", type=float, default=scale.duration, help="seconds measured per rate")
     parser.add_argument("--scale-warmup", type=float, default=scale.warmup, help="seconds of warm-up per rate")
-    parser.add_argument("--scale-backends", type=_names, default=",".join(scale.backends), metavar="NAME,...",
-                        help="sqlite, postgresql or both (default %(default)s)")
+    parser.add_argument(
+        "--scale-backends",
+        type=_names,
+        default=",".join(scale.backends),
+        metavar="NAME,...",
+        help="sqlite, postgresql or both (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     backends = {"sqlite": None, **({"postgresql": args.pg} if args.pg else {})}
     options = Options(
-        duration=args.duration, warmup=args.warmup, connections=args.connections, streams=args.streams,
-        wide_connections=args.wide_connections, wide_streams=args.wide_streams,
-        rest_connections=args.rest_connections, watchers=args.watchers,
-        watcher_connections=args.watcher_connections, lag_orders=args.lag_orders,
-        profile_seconds=args.profile_seconds, backends=backends,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        streams=args.streams,
+        wide_connections=args.wide_connections,
+        wide_streams=args.wide_streams,
+        rest_connections=args.rest_connections,
+        watchers=args.watchers,
+        watcher_connections=args.watcher_connections,
+        lag_orders=args.lag_orders,
+        profile_seconds=args.profile_seconds,
+        backends=backends,
     )
     return options, args
 
@@ -78,9 +119,14 @@ def scale_options_from(args: argparse.Namespace) -> ScaleOptions:
         raise SystemExit(f"python -m bench: unknown --scale-backends {', '.join(sorted(unknown))}")
     try:
         return ScaleOptions(
-            sizes=args.scale_sizes, backlog=args.scale_backlog, watchers=args.scale_watchers,
-            duration=args.scale_duration, warmup=args.scale_warmup, connections=args.connections,
-            streams=args.streams, backends={name: servers[name] for name in args.scale_backends},
+            sizes=args.scale_sizes,
+            backlog=args.scale_backlog,
+            watchers=args.scale_watchers,
+            duration=args.scale_duration,
+            warmup=args.scale_warmup,
+            connections=args.connections,
+            streams=args.streams,
+            backends={name: servers[name] for name in args.scale_backends},
         )
     except ValueError as error:
         raise SystemExit(f"python -m bench: {error}") from None

@@ -41,9 +41,11 @@ def echo_identity(identity: mesh_identity.MeshIdentity, now: dt.datetime | None 
     the launcher's health check takes it for); published into the mesh's identities as
     "echo", with the CA bundle Envoy trusts, whose certificates the echo requires of its callers."""
     mesh_identity.issue(
-        identity, ECHO,
+        identity,
+        ECHO,
         [*(x509.UniformResourceIdentifier(spiffe_id(name)) for name in STANDS_IN_FOR), x509.DNSName(ECHO)],
-        [ExtendedKeyUsageOID.SERVER_AUTH], now,
+        [ExtendedKeyUsageOID.SERVER_AUTH],
+        now,
     )
     return EchoIdentity(identity.cert(ECHO), identity.key(ECHO), identity.bundle(ECHO))
 
@@ -87,8 +89,14 @@ def plaintext_upstream_envoy(mesh: Mesh, upstream: str, timeout: float = 30.0) -
     public, public_tls, mesh_port, admin = (f"127.0.0.1:{port}" for port in free_ports(4))
     env = mesh_identity.under(mesh.layout.mesh_identity, mesh.credentials.under(mesh.layout.env))
     params = replace(
-        envoy_config.params_from_env(env), public=public, public_tls=public_tls, mesh=mesh_port, admin=admin,
-        orders=upstream, inventory=upstream, notifications=upstream,
+        envoy_config.params_from_env(env),
+        public=public,
+        public_tls=public_tls,
+        mesh=mesh_port,
+        admin=admin,
+        orders=upstream,
+        inventory=upstream,
+        notifications=upstream,
         access_log=str(mesh.run_dir / "envoy-plaintext-access.log"),
     )
     config_path = mesh.run_dir / f"{PLAINTEXT_ENVOY}.yaml"

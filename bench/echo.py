@@ -39,12 +39,12 @@ SERVICE_NAMES = (
 
 
 class EchoOrders(orders_pb2_grpc.OrderServiceServicer):
-    async def GetOrder(self, request, context):  # noqa: N802 - gRPC method name
+    async def GetOrder(self, request, context):
         return orders_pb2.Order(order_id=request.order_id)
 
 
 class EchoInventory(inventory_pb2_grpc.InventoryServiceServicer):
-    async def GetProduct(self, request, context):  # noqa: N802 - gRPC method name
+    async def GetProduct(self, request, context):
         return inventory_pb2.Product(product_id=request.product_id)
 
 

@@ -75,8 +75,13 @@ class History:
         created = self.end - dt.timedelta(seconds=self.orders - 1 - index)
         line = orders_domain.OrderLine(self.product_id, 1, self.price)
         return orders_domain.Order(
-            str(uuid.uuid5(ID_NAMESPACE, str(index))), self.customer_of(index), (line,),
-            orders_domain.OrderStatus.PENDING, self.price, created, created,
+            str(uuid.uuid5(ID_NAMESPACE, str(index))),
+            self.customer_of(index),
+            (line,),
+            orders_domain.OrderStatus.PENDING,
+            self.price,
+            created,
+            created,
         )
 
 
@@ -121,8 +126,9 @@ def load_history(databases: Databases, history: History) -> Loaded:
     """The orders, their lines and events, the event counter at the last sequence, and
     both followers' cursors there: Inventory and Notifications start caught up, as they
     would be in a shop that has run for a while, instead of replaying every event."""
-    orders, lines, events = (t.__table__ for t in (
-        orders_storage.OrderRow, orders_storage.OrderLineRow, orders_storage.OrderEventRow))
+    orders, lines, events = (
+        t.__table__ for t in (orders_storage.OrderRow, orders_storage.OrderLineRow, orders_storage.OrderEventRow)
+    )
     started = time.perf_counter()
     with _engine(databases.orders) as engine:
         for indexes in _chunks(0, history.orders):
@@ -157,7 +163,9 @@ def load_backlog(url: str, history: History, emails: int) -> Loaded:
     with _engine(url) as engine:
         for indexes in _chunks(history.orders - emails, history.orders):
             with engine.begin() as connection:
-                _write(connection, table, [_notification_row(index + 1, history.order(index), now) for index in indexes])
+                _write(
+                    connection, table, [_notification_row(index + 1, history.order(index), now) for index in indexes]
+                )
         seconds = time.perf_counter() - started
         settle = _settle(engine, [table])
     return Loaded(f"{emails:,} unsent emails", emails, seconds, _method(url), settle)
@@ -174,9 +182,14 @@ def backlog_message_ids(history: History, emails: int) -> set[str]:
 def _order_row(order: orders_domain.Order) -> dict:
     units, nanos = order.total.units_and_nanos
     return {
-        "order_id": order.order_id, "customer_email": order.customer_email, "status": order.status.value,
-        "currency": order.total.currency, "total_units": units, "total_nanos": nanos,
-        "create_time": order.create_time, "update_time": order.update_time,
+        "order_id": order.order_id,
+        "customer_email": order.customer_email,
+        "status": order.status.value,
+        "currency": order.total.currency,
+        "total_units": units,
+        "total_nanos": nanos,
+        "create_time": order.create_time,
+        "update_time": order.update_time,
         # the Order message GetOrder and ListOrders answer with, as the service stores it
         "message": serialized(order),
     }
@@ -186,29 +199,53 @@ def _line_row(order: orders_domain.Order) -> dict:
     [line] = order.lines
     units, nanos = line.unit_price.units_and_nanos
     return {
-        "order_id": order.order_id, "line_no": 0, "product_id": line.product_id, "quantity": line.quantity,
-        "currency": line.unit_price.currency, "unit_price_units": units, "unit_price_nanos": nanos,
+        "order_id": order.order_id,
+        "line_no": 0,
+        "product_id": line.product_id,
+        "quantity": line.quantity,
+        "currency": line.unit_price.currency,
+        "unit_price_units": units,
+        "unit_price_nanos": nanos,
     }
 
 
 def _event_row(sequence: int, order: orders_domain.Order) -> dict:
     return {
-        "sequence": sequence, "order_id": order.order_id, "type": orders_domain.EventType.CREATED.value,
-        "snapshot": orders_storage.snapshot_to_json(order), "event_time": order.update_time,
+        "sequence": sequence,
+        "order_id": order.order_id,
+        "type": orders_domain.EventType.CREATED.value,
+        "snapshot": orders_storage.snapshot_to_json(order),
+        "event_time": order.update_time,
     }
 
 
 def _notification_row(sequence: int, order: orders_domain.Order, now: dt.datetime) -> dict:
     # the event as the Notification service's consumer sees it (consumer.event_from_proto)
-    email = notifications_domain.render(notifications_domain.OrderEvent(
-        sequence, order.order_id, order.customer_email, order.status.value, True,
-        tuple(notifications_domain.OrderLine(line.product_id, line.quantity, line.unit_price) for line in order.lines),
-        order.total,
-    ))
+    email = notifications_domain.render(
+        notifications_domain.OrderEvent(
+            sequence,
+            order.order_id,
+            order.customer_email,
+            order.status.value,
+            True,
+            tuple(
+                notifications_domain.OrderLine(line.product_id, line.quantity, line.unit_price) for line in order.lines
+            ),
+            order.total,
+        )
+    )
     return {
-        "order_id": order.order_id, "event_sequence": sequence, "recipient": email.recipient,
-        "subject": email.subject, "body": email.body, "status": notifications_domain.NotificationStatus.PENDING.value,
-        "attempts": 0, "message_id": email.message_id, "last_error": "", "create_time": now, "update_time": now,
+        "order_id": order.order_id,
+        "event_sequence": sequence,
+        "recipient": email.recipient,
+        "subject": email.subject,
+        "body": email.body,
+        "status": notifications_domain.NotificationStatus.PENDING.value,
+        "attempts": 0,
+        "message_id": email.message_id,
+        "last_error": "",
+        "create_time": now,
+        "update_time": now,
         "next_attempt_time": now,
     }
 

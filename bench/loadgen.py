@@ -61,8 +61,12 @@ def combined(results: list[LoadResult]) -> LoadResult:
         raise ValueError("combined() needs runs that logged their latencies (h2load)")
     latencies = tuple(latency for r in results for latency in r.latencies_ms)
     return LoadResult(
-        results[0].tool, sum(r.seconds for r in results), sum(r.succeeded for r in results),
-        sum(r.failed for r in results), *_p50_p99(list(latencies)), latencies,
+        results[0].tool,
+        sum(r.seconds for r in results),
+        sum(r.succeeded for r in results),
+        sum(r.failed for r in results),
+        *_p50_p99(list(latencies)),
+        latencies,
     )
 
 
@@ -80,7 +84,11 @@ def require(tool: str) -> str:
 
 
 def h2load(
-    url: str, body: Path, load: Load, seconds: float, headers: Mapping[str, str] | None = None,
+    url: str,
+    body: Path,
+    load: Load,
+    seconds: float,
+    headers: Mapping[str, str] | None = None,
     log_file: Path | None = None,
 ) -> LoadResult:
     """gRPC unary calls: POST of body with gRPC headers (and `headers`, e.g. the
@@ -90,10 +98,25 @@ def h2load(
     success here, which is why the benchmark also reads Envoy's access log."""
     log_file = log_file or body.with_suffix(".latency")
     command = [
-        require("h2load"), url, "--data", str(body),
-        "--header", "content-type: application/grpc", "--header", "te: trailers", *_header_args(headers),
-        "--clients", str(load.connections), "--max-concurrent-streams", str(load.streams),
-        "--threads", "1", "--duration", f"{round(seconds * 1000)}ms", "--log-file", str(log_file),
+        require("h2load"),
+        url,
+        "--data",
+        str(body),
+        "--header",
+        "content-type: application/grpc",
+        "--header",
+        "te: trailers",
+        *_header_args(headers),
+        "--clients",
+        str(load.connections),
+        "--max-concurrent-streams",
+        str(load.streams),
+        "--threads",
+        "1",
+        "--duration",
+        f"{round(seconds * 1000)}ms",
+        "--log-file",
+        str(log_file),
     ]
     if load.rate:
         command += ["--rps", f"{load.rate / load.connections:g}"]
@@ -113,9 +136,19 @@ def wrk(
     bearer token) on each, for `seconds`."""
     env = {"WRK_METHOD": method, "WRK_BODY": body}
     command = [
-        require("wrk"), "--threads", "1", "--connections", str(load.connections),
-        "--duration", f"{max(1, round(seconds))}s", "--timeout", "10s", *_header_args(headers),
-        "--script", str(WRK_SCRIPT), url,
+        require("wrk"),
+        "--threads",
+        "1",
+        "--connections",
+        str(load.connections),
+        "--duration",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        *_header_args(headers),
+        "--script",
+        str(WRK_SCRIPT),
+        url,
     ]
     output = _run(command, env)
     report = next((line for line in output.splitlines() if line.startswith("{")), None)
@@ -124,8 +157,12 @@ def wrk(
     figures = json.loads(report)
     failed = sum(figures["errors"].values())
     return LoadResult(
-        "wrk", figures["duration_us"] / 1e6, figures["requests"] - figures["errors"]["status"], failed,
-        figures["p50_us"] / 1000, figures["p99_us"] / 1000,
+        "wrk",
+        figures["duration_us"] / 1e6,
+        figures["requests"] - figures["errors"]["status"],
+        failed,
+        figures["p50_us"] / 1000,
+        figures["p99_us"] / 1000,
     )
 
 
@@ -137,9 +174,7 @@ def _header_args(headers: Mapping[str, str] | None) -> list[str]:
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
-    )
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise ToolError(f"{Path(command[0]).name} exited {result.returncode}:\n{result.stderr[-2000:]}")
     return result.stdout

@@ -24,10 +24,23 @@ def start(pid: int, seconds: float, output: Path) -> subprocess.Popen:
     """py-spy record, in the background for `seconds`, without pausing the process."""
     return subprocess.Popen(
         [
-            require("py-spy"), "record", "--pid", str(pid), "--duration", f"{max(1, round(seconds))}",
-            "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(output),
+            require("py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            f"{max(1, round(seconds))}",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(output),
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -114,8 +114,17 @@ def mtls_cost(results: Results) -> MtlsCost | None:
     shares = get_order_shares(results, cost)
     change = 100 * (with_tls.rps / without.rps - 1) if without.rps else math.nan
     return MtlsCost(
-        us_with, us_without, cost, envoy_with, envoy_without, echo_with, echo_without,
-        with_tls.rps, without.rps, change, shares,
+        us_with,
+        us_without,
+        cost,
+        envoy_with,
+        envoy_without,
+        echo_with,
+        echo_without,
+        with_tls.rps,
+        without.rps,
+        change,
+        shares,
     )
 
 
@@ -138,7 +147,9 @@ def targets(results: Results) -> list[Target]:
             found.append(Target(backend, "CreateOrder p99 at half its max rate (ms)", half.p99_ms, 25.0, False))
         fan = results.fan_out.get(backend)
         if fan:
-            found.append(Target(backend, f"orders RSS with {fan.watchers} watchers (MB)", fan.rss_watched_mb, 150.0, False))
+            found.append(
+                Target(backend, f"orders RSS with {fan.watchers} watchers (MB)", fan.rss_watched_mb, 150.0, False)
+            )
             found.append(Target(backend, f"all {fan.watchers} watchers notified (ms)", fan.all_ms, 500.0, False))
     return found
 
@@ -159,8 +170,18 @@ def table(results: Results) -> str:
     rows = [header]
     for m in results.measurements:
         in_flight = f"{m.in_flight}" + (f" @{m.rate:.0f}/s" if m.rate else "")
-        row = [m.scenario, m.target, m.caller, m.tool, in_flight, f"{m.rps:,.0f}", f"{m.p50_ms:.2f}",
-               f"{m.p99_ms:.2f}", str(m.errors), "" if m.ratio is None else f"{m.ratio:.2f}"]
+        row = [
+            m.scenario,
+            m.target,
+            m.caller,
+            m.tool,
+            in_flight,
+            f"{m.rps:,.0f}",
+            f"{m.p50_ms:.2f}",
+            f"{m.p99_ms:.2f}",
+            str(m.errors),
+            "" if m.ratio is None else f"{m.ratio:.2f}",
+        ]
         row += [_cpu(m.cpu_per_1k.get(p)) for p in processes]
         rows.append(row)
     machine = results.machine
@@ -195,16 +216,29 @@ def table(results: Results) -> str:
     goals = targets(results)
     if goals:
         lines.append("\nTargets:")
-        lines.append(_markdown([["backend", "target", "this run", "goal", "met"]] + [
-            [t.backend, t.name, f"{t.value:.2f}", ("≥ " if t.higher_is_better else "< ") + f"{t.goal:g}",
-             "yes" if t.met else "no"]
-            for t in goals
-        ]))
+        lines.append(
+            _markdown(
+                [["backend", "target", "this run", "goal", "met"]]
+                + [
+                    [
+                        t.backend,
+                        t.name,
+                        f"{t.value:.2f}",
+                        ("≥ " if t.higher_is_better else "< ") + f"{t.goal:g}",
+                        "yes" if t.met else "no",
+                    ]
+                    for t in goals
+                ]
+            )
+        )
     for backend, hotspots in results.profile.items():
         lines.append(f"\nHottest functions of orders under CreateOrder ({backend}, py-spy):")
-        lines.append(_markdown([["own %", "on stack %", "function"]] + [
-            [f"{h.self_percent:.1f}", f"{h.total_percent:.1f}", h.function] for h in hotspots
-        ]))
+        lines.append(
+            _markdown(
+                [["own %", "on stack %", "function"]]
+                + [[f"{h.self_percent:.1f}", f"{h.total_percent:.1f}", h.function] for h in hotspots]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -286,12 +320,16 @@ def write_chart(results: Results, path: Path) -> None:
     title = f"ShopMesh benchmark: {headline(results)}"
     check = token_check(results)
     if check:
-        title += (f"\nJWT check (jwt_authn + rbac): {check.envoy_us_per_call:.0f} µs Envoy CPU per call, "
-                  f"echo via Envoy {check.rps_change_percent:+.1f} % calls/s")
+        title += (
+            f"\nJWT check (jwt_authn + rbac): {check.envoy_us_per_call:.0f} µs Envoy CPU per call, "
+            f"echo via Envoy {check.rps_change_percent:+.1f} % calls/s"
+        )
     cost = mtls_cost(results)
     if cost:
-        title += (f"\nmTLS Envoy to echo: {cost.us_per_call:.0f} µs CPU per call (Envoy + echo), "
-                  f"echo via Envoy {cost.rps_change_percent:+.1f} % calls/s")
+        title += (
+            f"\nmTLS Envoy to echo: {cost.us_per_call:.0f} µs CPU per call (Envoy + echo), "
+            f"echo via Envoy {cost.rps_change_percent:+.1f} % calls/s"
+        )
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,9 @@ WATCHERS_PER_CONNECTION = 100
 # lifts the rate limits: the table measures what the streams cost, not where the caps are.
 # A mesh stops between sizes with nothing in flight: no drain to wait for.
 LIFTED = {
-    **UNLIMITED, "ORDERS_MAX_WATCHES": "1000000", "ENVOY_STREAM_MAX_REQUESTS": "1000000",
+    **UNLIMITED,
+    "ORDERS_MAX_WATCHES": "1000000",
+    "ENVOY_STREAM_MAX_REQUESTS": "1000000",
     "SHUTDOWN_DRAIN_SECONDS": "0.2",
 }
 # the slowest rates taken for a failure rather than a figure: events read, emails sent
@@ -200,8 +202,12 @@ class AtSize:
 
     @property
     def errors(self) -> int:
-        return (sum(rate.errors for rate in self.calls.values()) + self.catch_up.missing + self.catch_up.wrong
-                + self.fan_out.missed)
+        return (
+            sum(rate.errors for rate in self.calls.values())
+            + self.catch_up.missing
+            + self.catch_up.wrong
+            + self.fan_out.missed
+        )
 
 
 @dataclass
@@ -237,13 +243,22 @@ class ScaleResults:
             "backends": {
                 name: {
                     "sizes": [
-                        {**asdict(at), "catch_up": {**asdict(at.catch_up), "missing": at.catch_up.missing,
-                                                    "events_per_second": at.catch_up.events_per_second},
-                         "load": _loaded_dict(at.load)}
+                        {
+                            **asdict(at),
+                            "catch_up": {
+                                **asdict(at.catch_up),
+                                "missing": at.catch_up.missing,
+                                "events_per_second": at.catch_up.events_per_second,
+                            },
+                            "load": _loaded_dict(at.load),
+                        }
                         for at in backend.sizes
                     ],
-                    "drain": None if backend.drain is None else {
-                        **asdict(backend.drain), "missing": backend.drain.missing,
+                    "drain": None
+                    if backend.drain is None
+                    else {
+                        **asdict(backend.drain),
+                        "missing": backend.drain.missing,
                         "emails_per_second": backend.drain.emails_per_second,
                         "load": _loaded_dict(backend.drain.load),
                     },
@@ -269,14 +284,14 @@ class Stocked:
 
 
 class ScaleRun:
-    def __init__(self, options: ScaleOptions, workdir: Path, say: Callable[[str], None] = print,
-                 keep: bool = False) -> None:
+    def __init__(
+        self, options: ScaleOptions, workdir: Path, say: Callable[[str], None] = print, keep: bool = False
+    ) -> None:
         self.options = options
         self.workdir = workdir
         self.say = say
         self.keep = keep
-        self.results = ScaleResults(options={**asdict(options), "backends": list(options.backends)},
-                                    machine=describe())
+        self.results = ScaleResults(options={**asdict(options), "backends": list(options.backends)}, machine=describe())
 
     def run(self) -> ScaleResults:
         started = time.monotonic()
@@ -356,13 +371,22 @@ class ScaleRun:
         self.say(f"  {self.options.watchers:,} watchers of one order on {connections} connections")
         meter = _meter(mesh)
         with routing(mesh) as outage:
-            fanned = asyncio.run(fan_out(
-                public, watched.order_id, self.options.watchers, connections, lambda: meter.rss_mb("orders"),
-                watcher_token=customer_token, operator_token=operator_token,
-            ))
+            fanned = asyncio.run(
+                fan_out(
+                    public,
+                    watched.order_id,
+                    self.options.watchers,
+                    connections,
+                    lambda: meter.rss_mb("orders"),
+                    watcher_token=customer_token,
+                    operator_token=operator_token,
+                )
+            )
         if outage.seconds:
-            self.say(f"  Envoy routed to no Order service for {outage.seconds:.1f} s "
-                     f"({', '.join(sorted(outage.clusters))}): its health checks went unanswered")
+            self.say(
+                f"  Envoy routed to no Order service for {outage.seconds:.1f} s "
+                f"({', '.join(sorted(outage.clusters))}): its health checks went unanswered"
+            )
         if history.orders == self.options.sizes[-1]:
             found.drain = self._drain(stocked)
             mesh.wait_envoy_healthy(ROUTING_WAIT_SECONDS)
@@ -415,13 +439,16 @@ class ScaleRun:
         sink_cpu = time.process_time() - cpu
         service_cpu = meter.cpu_seconds()["notifications"]
         times = sorted(arrivals.values()) or [wall]
-        return Drain(emails, len(arrivals), duplicates, times[-1] - wall, times[-1] - times[0], sink_cpu,
-                     service_cpu, loaded)
+        return Drain(
+            emails, len(arrivals), duplicates, times[-1] - wall, times[-1] - times[0], sink_cpu, service_cpu, loaded
+        )
 
 
 def loaded_line(loaded: loader.Loaded) -> str:
-    line = (f"loaded {loaded.what} ({loaded.rows:,} rows) in {loaded.seconds:.1f} s: "
-            f"{loaded.rows_per_second:,.0f} rows/s ({loaded.method})")
+    line = (
+        f"loaded {loaded.what} ({loaded.rows:,} rows) in {loaded.seconds:.1f} s: "
+        f"{loaded.rows_per_second:,.0f} rows/s ({loaded.method})"
+    )
     if loaded.settle_seconds:
         line += f", then VACUUM ANALYZE {loaded.settle_seconds:.1f} s"
     return line
@@ -437,10 +464,20 @@ def check_read_back(stub: orders_pb2_grpc.OrderServiceStub, history: loader.Hist
     except grpc.RpcError as error:
         raise ScaleError(f"the loaded orders cannot be read: {error.code()} {error.details()}") from None
     newest = history.order(history.customers_orders()[-1])
-    wanted = (order.order_id, order.customer_email, orders_pb2.ORDER_STATUS_PENDING, order.total.nanos,
-              order.create_time)
-    answered = (got.order_id, got.customer_email, got.status, got.total.units * NANOS_PER_UNIT + got.total.nanos,
-                got.create_time.ToDatetime(dt.timezone.utc))
+    wanted = (
+        order.order_id,
+        order.customer_email,
+        orders_pb2.ORDER_STATUS_PENDING,
+        order.total.nanos,
+        order.create_time,
+    )
+    answered = (
+        got.order_id,
+        got.customer_email,
+        got.status,
+        got.total.units * NANOS_PER_UNIT + got.total.nanos,
+        got.create_time.ToDatetime(dt.UTC),
+    )
     if answered != wanted or len(got.items) != 1 or len(page.orders) != LIST_PAGE:
         raise ScaleError(f"GetOrder answers {answered} for the loaded {wanted}, ListOrders {len(page.orders)} orders")
     if page.orders[0].order_id != newest.order_id:

@@ -46,7 +46,7 @@ def growth(values: list[float | None], higher_is_better: bool) -> list[float | N
 
 
 def growth_text(factors: list[float | None]) -> str:
-    """"x1.00, x1.05, x1.31"; "" when there is nothing to compare."""
+    """ "x1.00, x1.05, x1.31"; "" when there is nothing to compare."""
     if sum(factor is not None for factor in factors) < 2:
         return ""
     return ", ".join("—" if factor is None else f"x{factor:.2f}" for factor in factors)
@@ -66,19 +66,47 @@ def lines(results: ScaleResults) -> list[Line]:
             found.append(Line(backend, f"{name} calls/s", [r and r.rps for r in rates], True))
             found.append(Line(backend, f"{name} p50 ms", [r and r.p50_ms for r in rates], False, 2))
             found.append(Line(backend, f"{name} p99 ms", [r and r.p99_ms for r in rates], False, 2))
-        found.append(Line(backend, "StreamOrderEvents catch-up from 0, events/s",
-                          [at.catch_up.events_per_second for at in sizes], True))
+        found.append(
+            Line(
+                backend,
+                "StreamOrderEvents catch-up from 0, events/s",
+                [at.catch_up.events_per_second for at in sizes],
+                True,
+            )
+        )
         watchers = results.options.get("watchers", 0)
-        found.append(Line(backend, f"WatchOrder orders RSS per idle stream, KB ({watchers:,} streams)",
-                          [_kb_per_stream(at.fan_out) for at in sizes], False, 1))
-        found.append(Line(backend, f"WatchOrder all {watchers:,} notified, ms",
-                          [at.fan_out.all_ms for at in sizes], False))
-        found.append(Line(backend, "WatchOrder: Order service unroutable in Envoy (health checks missed), s",
-                          [at.unroutable_seconds for at in sizes], False, 1))
+        found.append(
+            Line(
+                backend,
+                f"WatchOrder orders RSS per idle stream, KB ({watchers:,} streams)",
+                [_kb_per_stream(at.fan_out) for at in sizes],
+                False,
+                1,
+            )
+        )
+        found.append(
+            Line(backend, f"WatchOrder all {watchers:,} notified, ms", [at.fan_out.all_ms for at in sizes], False)
+        )
+        found.append(
+            Line(
+                backend,
+                "WatchOrder: Order service unroutable in Envoy (health checks missed), s",
+                [at.unroutable_seconds for at in sizes],
+                False,
+                1,
+            )
+        )
         if measured.drain:
             drain = measured.drain
-            found.append(Line(backend, f"Notifications: {drain.emails:,} unsent emails drained, s",
-                              [None] * (len(sizes) - 1) + [drain.seconds], False, 1))
+            found.append(
+                Line(
+                    backend,
+                    f"Notifications: {drain.emails:,} unsent emails drained, s",
+                    [None] * (len(sizes) - 1) + [drain.seconds],
+                    False,
+                    1,
+                )
+            )
     return found
 
 
@@ -104,8 +132,9 @@ def table(results: ScaleResults) -> str:
     for backend, measured in results.backends.items():
         text += _notes(backend, measured)
     text.append(headline(results))
-    text.append(f"Scale table run time: {_duration(results.seconds)} in all "
-                f"({_duration(results.load_seconds)} of it loading)")
+    text.append(
+        f"Scale table run time: {_duration(results.seconds)} in all ({_duration(results.load_seconds)} of it loading)"
+    )
     return "\n".join(text)
 
 
@@ -121,8 +150,11 @@ def _notes(backend: str, measured: BackendScale) -> list[str]:
     for at in measured.sizes:
         catch_up = at.catch_up
         reader = _share(catch_up.reader_cpu_seconds, catch_up.seconds)
-        cpu = ", ".join(f"{name} {_share(seconds, catch_up.seconds):.0%}" for name, seconds in
-                        sorted(catch_up.cpu_seconds.items()) if name in ("orders", "envoy"))
+        cpu = ", ".join(
+            f"{name} {_share(seconds, catch_up.seconds):.0%}"
+            for name, seconds in sorted(catch_up.cpu_seconds.items())
+            if name in ("orders", "envoy")
+        )
         notes.append(
             f"Catch-up ({backend}, {at.orders:,}): {catch_up.read:,} of {catch_up.expected:,} events in "
             f"{catch_up.seconds:.1f} s; CPU of a core: reader {reader:.0%}, {cpu}"
@@ -130,7 +162,8 @@ def _notes(backend: str, measured: BackendScale) -> list[str]:
     for at in measured.sizes:
         if at.unroutable_seconds:
             notes.append(
-                f"Fan-out ({backend}, {at.orders:,}): Envoy routed to no Order service for {at.unroutable_seconds:.1f} s "
+                f"Fan-out ({backend}, {at.orders:,}): Envoy routed to no Order service "
+                f"for {at.unroutable_seconds:.1f} s "
                 f"({', '.join(at.unroutable_clusters)}) as {at.fan_out.watchers:,} watchers were notified and closed: "
                 "its health checks went unanswered, and every call to it failed meanwhile (no_healthy_upstream)"
             )
@@ -143,7 +176,8 @@ def _notes(backend: str, measured: BackendScale) -> list[str]:
             f"Notification service's start ({drain.emails_per_second:,.0f}/s; first to last "
             f"{drain.sending_seconds:.1f} s), {drain.duplicates} twice; CPU of a core: Notification service "
             f"{service:.0%}, SMTP sink {sink:.0%} ({1000 / drain.sink_capacity_per_second:.2f} ms per email: "
-            f"{drain.sink_capacity_per_second:,.0f}/s with a core of its own): {sink_verdict(drain)}; backlog loaded at "
+            f"{drain.sink_capacity_per_second:,.0f}/s with a core of its own): {sink_verdict(drain)}; "
+            "backlog loaded at "
             f"{drain.load.rows_per_second:,.0f} rows/s ({drain.load.method})"
         )
     return notes

@@ -61,9 +61,11 @@ LIST_PAGE = 50
 # Limits that would cap every figure at their own rate, lifted: the public listener's
 # rate limits, and the per-caller cap on open watches.
 UNLIMITED = {
-    "ENVOY_RATE_LIMIT_RPS": "1000000", "ENVOY_RATE_LIMIT_BURST": "1000000",
+    "ENVOY_RATE_LIMIT_RPS": "1000000",
+    "ENVOY_RATE_LIMIT_BURST": "1000000",
     # every load generator runs on one address: its own bucket would cap the figures too
-    "ENVOY_CLIENT_RATE_LIMIT_RPS": "1000000", "ENVOY_CLIENT_RATE_LIMIT_BURST": "1000000",
+    "ENVOY_CLIENT_RATE_LIMIT_RPS": "1000000",
+    "ENVOY_CLIENT_RATE_LIMIT_BURST": "1000000",
     # the fan-out's watchers are one customer's: its per-caller cap would refuse all but 16
     "ORDERS_MAX_WATCHES_PER_CLIENT": "1000000",
 }
@@ -235,11 +237,15 @@ class Suite:
         try:
             # the mesh CA and Envoy's identity exist now (Mesh made them): the echo's is signed by that CA
             tls = echo_identity(layout.mesh_identity)
-            self.say(f"starting the echo anchor on {echo} (mutual TLS; plaintext on {plaintext}) "
-                     f"and its Envoy on {layout.public}")
+            self.say(
+                f"starting the echo anchor on {echo} (mutual TLS; plaintext on {plaintext}) "
+                f"and its Envoy on {layout.public}"
+            )
             mesh.start_process(
-                ECHO, [sys.executable, "-m", "bench.echo", echo, str(tls.cert), str(tls.key), str(tls.ca), plaintext],
-                echo, identity=ECHO,
+                ECHO,
+                [sys.executable, "-m", "bench.echo", echo, str(tls.cert), str(tls.key), str(tls.ca), plaintext],
+                echo,
+                identity=ECHO,
             )
             mesh.start_envoy()
             with plaintext_upstream_envoy(mesh, plaintext) as envoy:
@@ -287,8 +293,15 @@ class Suite:
         grpc_load = self.options.grpc_load
         # plaintext (h2c): h2load cannot present the client certificate of the TLS port;
         # the same headers as through Envoy, which the echo ignores
-        self._measure(DIRECT, ECHO, grpc_load, direct, None, AS_CUSTOMER,
-                      lambda s: loadgen.h2load(f"http://{anchor.echo_plaintext}{GET_PATH}", body, grpc_load, s, customer))
+        self._measure(
+            DIRECT,
+            ECHO,
+            grpc_load,
+            direct,
+            None,
+            AS_CUSTOMER,
+            lambda s: loadgen.h2load(f"http://{anchor.echo_plaintext}{GET_PATH}", body, grpc_load, s, customer),
+        )
         # The anchor, the same load without a token on a method anyone may call, and the anchor's
         # load through the Envoy with plaintext upstreams, in alternating rounds: Envoy's CPU
         # per call differs from the anchor's by the token check in the second, by mutual TLS
@@ -296,23 +309,55 @@ class Suite:
         # verifies the signature of every call: one customer's token costs it what many
         # customers' tokens would. Connections are long-lived (h2load's and Envoy's to the echo
         # alike): the TLS handshake is paid once per connection, the rest per call.
-        self._measure_alternating(ECHO, grpc_load, (
-            Alternated(ANCHOR, AS_CUSTOMER, GET_PATH,
-                       lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, grpc_load, s, customer),
-                       meter, log),
-            Alternated(ANONYMOUS, AS_ANYONE, PRODUCT_PATH,
-                       lambda s: loadgen.h2load(f"http://{public}{PRODUCT_PATH}", product, grpc_load, s),
-                       meter, log),
-            Alternated(PLAINTEXT_UPSTREAM, AS_CUSTOMER, GET_PATH,
-                       lambda s: loadgen.h2load(f"http://{plaintext_public}{GET_PATH}", body, grpc_load, s, customer),
-                       plaintext_meter, plaintext_log),
-        ))
+        self._measure_alternating(
+            ECHO,
+            grpc_load,
+            (
+                Alternated(
+                    ANCHOR,
+                    AS_CUSTOMER,
+                    GET_PATH,
+                    lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, grpc_load, s, customer),
+                    meter,
+                    log,
+                ),
+                Alternated(
+                    ANONYMOUS,
+                    AS_ANYONE,
+                    PRODUCT_PATH,
+                    lambda s: loadgen.h2load(f"http://{public}{PRODUCT_PATH}", product, grpc_load, s),
+                    meter,
+                    log,
+                ),
+                Alternated(
+                    PLAINTEXT_UPSTREAM,
+                    AS_CUSTOMER,
+                    GET_PATH,
+                    lambda s: loadgen.h2load(f"http://{plaintext_public}{GET_PATH}", body, grpc_load, s, customer),
+                    plaintext_meter,
+                    plaintext_log,
+                ),
+            ),
+        )
         rest = self.options.rest_load
-        self._measure("echo REST via Envoy", ECHO, rest, meter, log, AS_CUSTOMER,
-                      lambda s: loadgen.wrk(f"http://{public}/v1/orders/ECHO-1", "GET", "", rest, s, customer))
+        self._measure(
+            "echo REST via Envoy",
+            ECHO,
+            rest,
+            meter,
+            log,
+            AS_CUSTOMER,
+            lambda s: loadgen.wrk(f"http://{public}/v1/orders/ECHO-1", "GET", "", rest, s, customer),
+        )
         if wide_load := self.options.wide_load:
-            self._measure_wide(ANCHOR, ECHO, wide_load, meter, log,
-                               lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, wide_load, s, customer))
+            self._measure_wide(
+                ANCHOR,
+                ECHO,
+                wide_load,
+                meter,
+                log,
+                lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", body, wide_load, s, customer),
+            )
 
     def _shopmesh_scenarios(self, mesh: Mesh, backend: str, sink: SmtpSink) -> None:
         public = mesh.layout.public
@@ -336,8 +381,10 @@ class Suite:
             for _ in range(LIST_PAGE - 2):
                 orders.CreateOrder(_new_order(), timeout=10)
 
-        self.say(f"  notification lag: {LAG_ALONE} orders one at a time, then {self.options.lag_orders}, "
-                 f"{LAG_BURST} at a time")
+        self.say(
+            f"  notification lag: {LAG_ALONE} orders one at a time, then {self.options.lag_orders}, "
+            f"{LAG_BURST} at a time"
+        )
 
         def token_for(email: str) -> str:
             return _token(mesh, email, AS_CUSTOMER)
@@ -349,40 +396,90 @@ class Suite:
         ]
 
         get = self._body("get", orders_pb2.GetOrderRequest(order_id=first.order_id))
-        self._measure("GetOrder gRPC", backend, grpc_load, meter, log, AS_CUSTOMER,
-                      lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, grpc_load, s, customer))
+        self._measure(
+            "GetOrder gRPC",
+            backend,
+            grpc_load,
+            meter,
+            log,
+            AS_CUSTOMER,
+            lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, grpc_load, s, customer),
+        )
         wide_load = self.options.wide_load
         if wide_load:
-            self._measure_wide("GetOrder gRPC", backend, wide_load, meter, log,
-                               lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, wide_load, s, customer))
+            self._measure_wide(
+                "GetOrder gRPC",
+                backend,
+                wide_load,
+                meter,
+                log,
+                lambda s: loadgen.h2load(f"http://{public}{GET_PATH}", get, wide_load, s, customer),
+            )
         # no customer_email: a customer's list is their own
         page = self._body("list", orders_pb2.ListOrdersRequest(page_size=LIST_PAGE))
-        self._measure(f"ListOrders gRPC ({LIST_PAGE})", backend, grpc_load, meter, log, AS_CUSTOMER,
-                      lambda s: loadgen.h2load(f"http://{public}{LIST_PATH}", page, grpc_load, s, customer))
+        self._measure(
+            f"ListOrders gRPC ({LIST_PAGE})",
+            backend,
+            grpc_load,
+            meter,
+            log,
+            AS_CUSTOMER,
+            lambda s: loadgen.h2load(f"http://{public}{LIST_PATH}", page, grpc_load, s, customer),
+        )
 
         self.say(f"  {self.options.watchers} watchers of one order")
         self.results.fan_out[backend] = asyncio.run(
             fan_out(
-                public, watched.order_id, self.options.watchers, self.options.watcher_connections,
-                lambda: meter.rss_mb("orders"), watcher_token=customer_token, operator_token=operator_token,
+                public,
+                watched.order_id,
+                self.options.watchers,
+                self.options.watcher_connections,
+                lambda: meter.rss_mb("orders"),
+                watcher_token=customer_token,
+                operator_token=operator_token,
             )
         )
 
         create = self._body("create", _new_order())
         created = self._measure(
-            "CreateOrder gRPC", backend, grpc_load, meter, log, AS_CUSTOMER,
+            "CreateOrder gRPC",
+            backend,
+            grpc_load,
+            meter,
+            log,
+            AS_CUSTOMER,
             lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, grpc_load, s, customer),
         )
         if wide_load:
-            self._measure_wide("CreateOrder gRPC", backend, wide_load, meter, log,
-                               lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, wide_load, s, customer))
+            self._measure_wide(
+                "CreateOrder gRPC",
+                backend,
+                wide_load,
+                meter,
+                log,
+                lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, wide_load, s, customer),
+            )
         rest = self.options.rest_load
         rest_body = json.dumps({"customerEmail": CUSTOMER, "items": [{"productId": PRODUCT_ID, "quantity": 1}]})
-        self._measure("CreateOrder REST", backend, rest, meter, log, AS_CUSTOMER,
-                      lambda s: loadgen.wrk(f"http://{public}/v1/orders", "POST", rest_body, rest, s, customer))
+        self._measure(
+            "CreateOrder REST",
+            backend,
+            rest,
+            meter,
+            log,
+            AS_CUSTOMER,
+            lambda s: loadgen.wrk(f"http://{public}/v1/orders", "POST", rest_body, rest, s, customer),
+        )
         half = Load(grpc_load.connections, grpc_load.streams, rate=max(1.0, created.rps / 2))
-        self._measure("CreateOrder gRPC at half rate", backend, half, meter, log, AS_CUSTOMER,
-                      lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, half, s, customer))
+        self._measure(
+            "CreateOrder gRPC at half rate",
+            backend,
+            half,
+            meter,
+            log,
+            AS_CUSTOMER,
+            lambda s: loadgen.h2load(f"http://{public}{CREATE_PATH}", create, half, s, customer),
+        )
 
         self.say(f"  profiling orders for {self.options.profile_seconds:g} s of CreateOrder")
         output = self.workdir / f"profile-{backend}.txt"
@@ -391,7 +488,13 @@ class Suite:
         self.results.profile[backend] = profile.finish(recorder, output)
 
     def _measure(
-        self, scenario: str, target: str, load: Load, meter: ProcessMeter, log: AccessLog | None, caller: str,
+        self,
+        scenario: str,
+        target: str,
+        load: Load,
+        meter: ProcessMeter,
+        log: AccessLog | None,
+        caller: str,
         go: Callable[[float], LoadResult],
     ) -> Measurement:
         """A warm-up run, then the measured one; errors of both count."""
@@ -405,7 +508,13 @@ class Suite:
         return self._record(scenario, target, load, caller, [warm, result], result, cpu, failures)
 
     def _measure_wide(
-        self, scenario: str, target: str, load: Load, meter: ProcessMeter, log: AccessLog, go: Callable[[float], LoadResult],
+        self,
+        scenario: str,
+        target: str,
+        load: Load,
+        meter: ProcessMeter,
+        log: AccessLog,
+        go: Callable[[float], LoadResult],
     ) -> Measurement:
         """scenario again at the wide shape, its ratio to the anchor's at that shape."""
         measured = self._measure(wide(scenario, load), target, load, meter, log, AS_CUSTOMER, go)
@@ -441,18 +550,33 @@ class Suite:
             failures[first] += sum(rest.values(), Counter())
         return [
             self._record(
-                each.scenario, target, load, each.caller, [warm[side], *runs[side]],
-                loadgen.combined(runs[side]), cpu[side], failures[side],
+                each.scenario,
+                target,
+                load,
+                each.caller,
+                [warm[side], *runs[side]],
+                loadgen.combined(runs[side]),
+                cpu[side],
+                failures[side],
             )
             for side, each in enumerate(loads)
         ]
 
     def _announce(self, scenario: str, target: str, load: Load) -> None:
-        self.say(f"  {scenario} on {target}: {load.in_flight} in flight" + (f" at {load.rate:.0f}/s" if load.rate else ""))
+        self.say(
+            f"  {scenario} on {target}: {load.in_flight} in flight" + (f" at {load.rate:.0f}/s" if load.rate else "")
+        )
 
     def _record(
-        self, scenario: str, target: str, load: Load, caller: str, runs: list[LoadResult], result: LoadResult,
-        cpu: dict[str, float], failures: Counter,
+        self,
+        scenario: str,
+        target: str,
+        load: Load,
+        caller: str,
+        runs: list[LoadResult],
+        result: LoadResult,
+        cpu: dict[str, float],
+        failures: Counter,
     ) -> Measurement:
         """The measurement of result (the measured run), with the errors of every run
         (warm-up included) that Envoy logged (failures) or the client saw."""
@@ -461,8 +585,17 @@ class Suite:
             failures[f"{result.tool} failures"] += client_failures
         calls = max(result.succeeded, 1)
         measurement = Measurement(
-            scenario, target, result.tool, load.in_flight, load.rate, result.rps, result.p50_ms, result.p99_ms,
-            sum(failures.values()), dict(failures), {name: 1000 * seconds / calls for name, seconds in cpu.items()},
+            scenario,
+            target,
+            result.tool,
+            load.in_flight,
+            load.rate,
+            result.rps,
+            result.p50_ms,
+            result.p99_ms,
+            sum(failures.values()),
+            dict(failures),
+            {name: 1000 * seconds / calls for name, seconds in cpu.items()},
             caller=caller,
         )
         self.results.measurements.append(measurement)
@@ -504,8 +637,10 @@ def _create_product(channel: grpc.Channel) -> None:
     inventory_pb2_grpc.InventoryServiceStub(channel).CreateProduct(
         inventory_pb2.CreateProductRequest(
             product=inventory_pb2.Product(
-                product_id=PRODUCT_ID, title="Benchmark product",
-                price=money_pb2.Money(currency_code="EUR", units=1), available=10**12,
+                product_id=PRODUCT_ID,
+                title="Benchmark product",
+                price=money_pb2.Money(currency_code="EUR", units=1),
+                available=10**12,
             )
         ),
         timeout=10,

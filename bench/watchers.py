@@ -33,8 +33,13 @@ class FanOut:
 
 
 async def fan_out(
-    address: str, order_id: str, watchers: int, connections: int, rss_mb: Callable[[], float],
-    watcher_token: str, operator_token: str,
+    address: str,
+    order_id: str,
+    watchers: int,
+    connections: int,
+    rss_mb: Callable[[], float],
+    watcher_token: str,
+    operator_token: str,
 ) -> FanOut:
     """The watchers call with watcher_token (the order's customer, on each of their
     devices); the change is made by an operator (operator_token), as a shop's staff

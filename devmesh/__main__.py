@@ -68,9 +68,15 @@ def main() -> None:
             print(f"Loaded demo products: {', '.join(created)}", flush=True)
         print(
             BANNER.format(
-                public=layout.public, public_tls=layout.public_tls, ca=layout.credentials.ca,
-                mesh=layout.mesh, admin=layout.admin, data=data, run_dir=run_dir,
-                identities=layout.mesh_identity.root, orders=layout.address("ORDERS_LISTEN"),
+                public=layout.public,
+                public_tls=layout.public_tls,
+                ca=layout.credentials.ca,
+                mesh=layout.mesh,
+                admin=layout.admin,
+                data=data,
+                run_dir=run_dir,
+                identities=layout.mesh_identity.root,
+                orders=layout.address("ORDERS_LISTEN"),
             ),
             flush=True,
         )

@@ -84,19 +84,12 @@ def link_proto_deps() -> None:
 
 def differences(expected: Path, actual: Path) -> list[str]:
     """Relative paths of files that differ, are missing or are extra."""
+
     def files(base: Path) -> set[str]:
-        return {
-            str(p.relative_to(base))
-            for p in base.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts
-        }
+        return {str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
     want, have = files(expected), files(actual)
-    changed = [
-        name
-        for name in sorted(want & have)
-        if not filecmp.cmp(expected / name, actual / name, shallow=False)
-    ]
+    changed = [name for name in sorted(want & have) if not filecmp.cmp(expected / name, actual / name, shallow=False)]
     return sorted(want ^ have) + changed
 
 

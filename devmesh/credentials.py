@@ -92,18 +92,33 @@ def ensure(credentials: Credentials, now: dt.datetime | None = None) -> Credenti
         key = ec.generate_private_key(ec.SECP256R1())
         write_private_key(credentials.signing_key, key)
         write_file(credentials.jwks, json.dumps(jwks_of(key.public_key()), indent=2) + "\n")
-    if not credentials.ca.exists() or not credentials.ca_key.exists() or expires_within(credentials.ca, now, RENEW_BEFORE):
+    if (
+        not credentials.ca.exists()
+        or not credentials.ca_key.exists()
+        or expires_within(credentials.ca, now, RENEW_BEFORE)
+    ):
         ca_key = ec.generate_private_key(ec.SECP256R1())
         write_private_key(credentials.ca_key, ca_key)
-        write_file(credentials.ca, pem(ca_certificate(ca_key, now, "ShopMesh development CA", dt.timedelta(days=CA_DAYS))))
+        write_file(
+            credentials.ca, pem(ca_certificate(ca_key, now, "ShopMesh development CA", dt.timedelta(days=CA_DAYS)))
+        )
         credentials.edge_cert.unlink(missing_ok=True)  # signed by the old CA
-    if not credentials.edge_cert.exists() or not credentials.edge_key.exists() or expires_within(credentials.edge_cert, now, RENEW_BEFORE):
+    if (
+        not credentials.edge_cert.exists()
+        or not credentials.edge_key.exists()
+        or expires_within(credentials.edge_cert, now, RENEW_BEFORE)
+    ):
         ca_key = serialization.load_pem_private_key(credentials.ca_key.read_bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(credentials.ca.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
         write_private_key(credentials.edge_key, key)
         edge = leaf_certificate(
-            key, (ca_cert, ca_key), now, dt.timedelta(days=CERT_DAYS), "localhost", _edge_names(),
+            key,
+            (ca_cert, ca_key),
+            now,
+            dt.timedelta(days=CERT_DAYS),
+            "localhost",
+            _edge_names(),
             [ExtendedKeyUsageOID.SERVER_AUTH],
         )
         write_file(credentials.edge_cert, pem(edge))
@@ -157,8 +172,15 @@ def ca_certificate(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -189,9 +211,7 @@ def leaf_certificate(
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 

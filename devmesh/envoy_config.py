@@ -50,44 +50,52 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 # Field -> environment variables, first set one wins. A service's *_LISTEN address is where
 # Envoy finds it locally; *_UPSTREAM overrides it where the two differ (compose, or replicas:
 # ORDERS_UPSTREAM=127.0.0.1:50051,127.0.0.1:50061).
-ENV_VARS = MappingProxyType({
-    "public": ("ENVOY_PUBLIC_LISTEN",),
-    "public_tls": ("ENVOY_PUBLIC_TLS_LISTEN",),
-    "tls_cert": ("ENVOY_TLS_CERT",),
-    "tls_key": ("ENVOY_TLS_KEY",),
-    "allow_plaintext_public": ("ENVOY_ALLOW_PLAINTEXT_PUBLIC",),
-    "jwt_issuer": ("SHOPMESH_JWT_ISSUER",),
-    "jwt_audience": ("SHOPMESH_JWT_AUDIENCE",),
-    "jwks_file": ("SHOPMESH_JWKS_FILE",),
-    "jwks_url": ("SHOPMESH_JWKS_URL",),
-    "jwks_ca": ("SHOPMESH_JWKS_CA",),
-    "roles_claim": ("SHOPMESH_JWT_ROLES_CLAIM",),
-    "email_claim": ("SHOPMESH_JWT_EMAIL_CLAIM",),
-    "jwt_max_lifetime": ("SHOPMESH_JWT_MAX_LIFETIME_SECONDS",),
-    "mesh": ("ENVOY_MESH_LISTEN", "MESH_ADDRESS"),
-    "admin": ("ENVOY_ADMIN_LISTEN",),
-    "ready": ("ENVOY_READY_LISTEN",),
-    "orders": ("ORDERS_UPSTREAM", "ORDERS_LISTEN"),
-    "inventory": ("INVENTORY_UPSTREAM", "INVENTORY_LISTEN"),
-    "notifications": ("NOTIFICATIONS_UPSTREAM", "NOTIFICATIONS_LISTEN"),
-    "mesh_tls_dir": ("ENVOY_MESH_TLS_DIR",),
-    "descriptor_set": ("ENVOY_DESCRIPTOR_SET",),
-    "access_log": ("ENVOY_ACCESS_LOG",),
-    "rate_limit_rps": ("ENVOY_RATE_LIMIT_RPS",),
-    "rate_limit_burst": ("ENVOY_RATE_LIMIT_BURST",),
-    "client_rate_limit_rps": ("ENVOY_CLIENT_RATE_LIMIT_RPS",),
-    "client_rate_limit_burst": ("ENVOY_CLIENT_RATE_LIMIT_BURST",),
-    "xff_trusted_hops": ("ENVOY_XFF_TRUSTED_HOPS",),
-    "unary_max_requests": ("ENVOY_UNARY_MAX_REQUESTS",),
-    "stream_max_requests": ("ENVOY_STREAM_MAX_REQUESTS",),
-    "connection_max_streams": ("ENVOY_CONNECTION_MAX_STREAMS",),
-    "max_pending_requests": ("ENVOY_MAX_PENDING_REQUESTS",),
-    "collector": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
-})
+ENV_VARS = MappingProxyType(
+    {
+        "public": ("ENVOY_PUBLIC_LISTEN",),
+        "public_tls": ("ENVOY_PUBLIC_TLS_LISTEN",),
+        "tls_cert": ("ENVOY_TLS_CERT",),
+        "tls_key": ("ENVOY_TLS_KEY",),
+        "allow_plaintext_public": ("ENVOY_ALLOW_PLAINTEXT_PUBLIC",),
+        "jwt_issuer": ("SHOPMESH_JWT_ISSUER",),
+        "jwt_audience": ("SHOPMESH_JWT_AUDIENCE",),
+        "jwks_file": ("SHOPMESH_JWKS_FILE",),
+        "jwks_url": ("SHOPMESH_JWKS_URL",),
+        "jwks_ca": ("SHOPMESH_JWKS_CA",),
+        "roles_claim": ("SHOPMESH_JWT_ROLES_CLAIM",),
+        "email_claim": ("SHOPMESH_JWT_EMAIL_CLAIM",),
+        "jwt_max_lifetime": ("SHOPMESH_JWT_MAX_LIFETIME_SECONDS",),
+        "mesh": ("ENVOY_MESH_LISTEN", "MESH_ADDRESS"),
+        "admin": ("ENVOY_ADMIN_LISTEN",),
+        "ready": ("ENVOY_READY_LISTEN",),
+        "orders": ("ORDERS_UPSTREAM", "ORDERS_LISTEN"),
+        "inventory": ("INVENTORY_UPSTREAM", "INVENTORY_LISTEN"),
+        "notifications": ("NOTIFICATIONS_UPSTREAM", "NOTIFICATIONS_LISTEN"),
+        "mesh_tls_dir": ("ENVOY_MESH_TLS_DIR",),
+        "descriptor_set": ("ENVOY_DESCRIPTOR_SET",),
+        "access_log": ("ENVOY_ACCESS_LOG",),
+        "rate_limit_rps": ("ENVOY_RATE_LIMIT_RPS",),
+        "rate_limit_burst": ("ENVOY_RATE_LIMIT_BURST",),
+        "client_rate_limit_rps": ("ENVOY_CLIENT_RATE_LIMIT_RPS",),
+        "client_rate_limit_burst": ("ENVOY_CLIENT_RATE_LIMIT_BURST",),
+        "xff_trusted_hops": ("ENVOY_XFF_TRUSTED_HOPS",),
+        "unary_max_requests": ("ENVOY_UNARY_MAX_REQUESTS",),
+        "stream_max_requests": ("ENVOY_STREAM_MAX_REQUESTS",),
+        "connection_max_streams": ("ENVOY_CONNECTION_MAX_STREAMS",),
+        "max_pending_requests": ("ENVOY_MAX_PENDING_REQUESTS",),
+        "collector": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    }
+)
 # Positive whole numbers of the policy that differ by deployment (and that tests shrink).
 LIMITS = (
-    "rate_limit_rps", "rate_limit_burst", "client_rate_limit_rps", "client_rate_limit_burst",
-    "unary_max_requests", "stream_max_requests", "connection_max_streams", "max_pending_requests",
+    "rate_limit_rps",
+    "rate_limit_burst",
+    "client_rate_limit_rps",
+    "client_rate_limit_burst",
+    "unary_max_requests",
+    "stream_max_requests",
+    "connection_max_streams",
+    "max_pending_requests",
     "jwt_max_lifetime",
 )
 # Whole numbers that may be 0.
@@ -209,15 +217,19 @@ def render_secrets(params: EnvoyParams) -> dict[str, str]:
     directory = _mesh_tls_dir(params).resolve()
     watched = {"path": str(directory)}
     secrets = {
-        "mesh_identity": {"tls_certificate": {
-            "certificate_chain": {"filename": str(directory / mesh_tls.CERT_FILE)},
-            "private_key": {"filename": str(directory / mesh_tls.KEY_FILE)},
-            "watched_directory": watched,
-        }},
-        "mesh_trust": {"validation_context": {
-            "trusted_ca": {"filename": str(directory / mesh_tls.CA_FILE)},
-            "watched_directory": watched,
-        }},
+        "mesh_identity": {
+            "tls_certificate": {
+                "certificate_chain": {"filename": str(directory / mesh_tls.CERT_FILE)},
+                "private_key": {"filename": str(directory / mesh_tls.KEY_FILE)},
+                "watched_directory": watched,
+            }
+        },
+        "mesh_trust": {
+            "validation_context": {
+                "trusted_ca": {"filename": str(directory / mesh_tls.CA_FILE)},
+                "watched_directory": watched,
+            }
+        },
     }
     secret_type = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
     return {
@@ -228,7 +240,9 @@ def render_secrets(params: EnvoyParams) -> dict[str, str]:
 
 def _mesh_tls_dir(params: EnvoyParams) -> Path:
     if params.mesh_tls_dir is None:
-        raise ValueError("Envoy needs its mesh identity: set ENVOY_MESH_TLS_DIR (`python -m devmesh.mesh_identity` makes one)")
+        raise ValueError(
+            "Envoy needs its mesh identity: set ENVOY_MESH_TLS_DIR (`python -m devmesh.mesh_identity` makes one)"
+        )
     return Path(params.mesh_tls_dir)
 
 
@@ -242,8 +256,11 @@ def render(params: EnvoyParams, secrets: Mapping[str, Path] | None = None) -> st
     values["trust_domain"] = mesh_tls.TRUST_DOMAIN
     # without a collector the cluster is still declared (the tracer needs one) but never used
     # without a ready listener its placeholders are filled all the same, then pruned
-    for name, address in [*((n, getattr(params, n)) for n in LISTENERS), ("ready", params.ready or "127.0.0.1:0"),
-                          ("collector", params.collector or "127.0.0.1:4317")]:
+    for name, address in [
+        *((n, getattr(params, n)) for n in LISTENERS),
+        ("ready", params.ready or "127.0.0.1:0"),
+        ("collector", params.collector or "127.0.0.1:4317"),
+    ]:
         host, port = split_address(address)
         if name != "collector" and not _is_ip(host):
             raise ValueError(f"{name} listener needs an IP address, got {host!r}")
@@ -350,7 +367,9 @@ def _prune(config: dict, *, tls: bool, ready: bool, remote_jwks: bool, jwks_tls:
                 for http_filter in network_filter["typed_config"].get("http_filters", []):
                     if http_filter["name"] == "envoy.filters.http.jwt_authn":
                         for provider in http_filter["typed_config"]["providers"].values():
-                            provider.pop("local_jwks" if remote_jwks else "remote_jwks", None)  # shared by both public listeners
+                            provider.pop(
+                                "local_jwks" if remote_jwks else "remote_jwks", None
+                            )  # shared by both public listeners
     if not remote_jwks:
         resources["clusters"] = [item for item in resources["clusters"] if item["name"] != "jwks"]
     elif not jwks_tls:
@@ -376,17 +395,19 @@ def validate(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devmesh.envoy_config", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m devmesh.envoy_config", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the config here (default: stdout)")
     parser.add_argument("--validate", action="store_true", help="also run envoy --mode validate")
-    parser.add_argument("--exec", action="store_true",
-                        help="then replace this process with envoy -c OUT and the arguments after --")
-    parser.add_argument("--dev-credentials", action="store_true",
-                        help="create the development signing key, JWKS, edge certificate and mesh "
-                             "identities in SHOPMESH_DATA_DIR when missing or near their end, and use "
-                             "them where no variable names others")
+    parser.add_argument(
+        "--exec", action="store_true", help="then replace this process with envoy -c OUT and the arguments after --"
+    )
+    parser.add_argument(
+        "--dev-credentials",
+        action="store_true",
+        help="create the development signing key, JWKS, edge certificate and mesh "
+        "identities in SHOPMESH_DATA_DIR when missing or near their end, and use "
+        "them where no variable names others",
+    )
     parser.add_argument("envoy_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.exec and args.out is None:
@@ -421,8 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             # Envoy logs its whole start-up; the reason is on its error lines
             reasons = [line for line in output if "[critical]" in line or "[error]" in line]
             print("\n".join(reasons or output), file=sys.stderr)
-            print(f"envoy_config: envoy rejected the config (exit {result.returncode})",
-                  file=sys.stderr)
+            print(f"envoy_config: envoy rejected the config (exit {result.returncode})", file=sys.stderr)
             return 1
     if args.exec:
         extra = args.envoy_args[1:] if args.envoy_args[:1] == ["--"] else args.envoy_args

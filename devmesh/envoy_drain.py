@@ -27,7 +27,9 @@ def fail_health(admin: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devmesh.envoy_drain", description=__doc__.splitlines()[0])
     parser.add_argument("--admin", default=ADMIN, help=f"Envoy's admin address (default {ADMIN})")
-    parser.add_argument("--seconds", type=float, default=WAIT_SECONDS, help=f"then wait this long (default {WAIT_SECONDS:g})")
+    parser.add_argument(
+        "--seconds", type=float, default=WAIT_SECONDS, help=f"then wait this long (default {WAIT_SECONDS:g})"
+    )
     args = parser.parse_args(argv)
     try:
         fail_health(args.admin)

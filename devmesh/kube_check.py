@@ -45,8 +45,10 @@ def components() -> list[Path]:
 def kustomize(directory: Path) -> str:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        raise RuntimeError("kubectl is needed to render the manifests (kubectl kustomize): install it from "
-                           "https://kubernetes.io/docs/tasks/tools/ or your distribution's packages")
+        raise RuntimeError(
+            "kubectl is needed to render the manifests (kubectl kustomize): install it from "
+            "https://kubernetes.io/docs/tasks/tools/ or your distribution's packages"
+        )
     result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {directory} failed:\n{result.stderr}")
@@ -74,12 +76,18 @@ def variants() -> Iterator[tuple[str, str]]:
                 name = "base" + "".join(f"+{path.name}" for path in chosen)
                 directory = Path(workdir) / name
                 directory.mkdir()
-                (directory / "kustomization.yaml").write_text(yaml.safe_dump({
-                    "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                    # kustomize takes relative paths only
-                    "namespace": CHECK_NAMESPACE, "resources": [os.path.relpath(KUBE / "base", directory)],
-                    "components": [os.path.relpath(path, directory) for path in chosen],
-                }))
+                (directory / "kustomization.yaml").write_text(
+                    yaml.safe_dump(
+                        {
+                            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                            "kind": "Kustomization",
+                            # kustomize takes relative paths only
+                            "namespace": CHECK_NAMESPACE,
+                            "resources": [os.path.relpath(KUBE / "base", directory)],
+                            "components": [os.path.relpath(path, directory) for path in chosen],
+                        }
+                    )
+                )
                 yield name, kustomize(directory)
 
 
@@ -94,14 +102,20 @@ def install_tools() -> None:
     pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["shopmesh"]["kube-check-tools"]
     if not (TOOLS / "bin" / "python").exists():
         venv.create(TOOLS, with_pip=True)
-    subprocess.run([str(TOOLS / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    *pins], check=True)
+    subprocess.run(
+        [str(TOOLS / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+        check=True,
+    )
 
 
 def validate(files: list[Path], version: str) -> list[str]:
     """What kubernetes-validate finds wrong, its warnings included."""
-    result = subprocess.run([tool("kubernetes-validate"), "--strict", "--quiet", "-k", version, *map(str, files)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--quiet", "-k", version, *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     problems = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     if result.returncode != 0 and not problems:
         problems = [f"kubernetes-validate exited {result.returncode}"]
@@ -110,9 +124,19 @@ def validate(files: list[Path], version: str) -> list[str]:
 
 def lint(directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [tool("checkov"), "--config-file", str(KUBE / "checkov.yaml"), "--directory", str(directory),
-         "--skip-download", "--compact", "--quiet"],
-        capture_output=True, text=True, check=False,
+        [
+            tool("checkov"),
+            "--config-file",
+            str(KUBE / "checkov.yaml"),
+            "--directory",
+            str(directory),
+            "--skip-download",
+            "--compact",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

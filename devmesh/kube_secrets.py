@@ -42,8 +42,13 @@ def _b64(data: bytes) -> str:
 
 
 def _secret(name: str, data: dict[str, bytes], secret_type: str = "Opaque") -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "type": secret_type, "metadata": {"name": name},
-            "data": {key: _b64(value) for key, value in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": secret_type,
+        "metadata": {"name": name},
+        "data": {key: _b64(value) for key, value in data.items()},
+    }
 
 
 def postgres_password(data_dir: Path) -> str:
@@ -60,22 +65,36 @@ def documents(env: dict[str, str], databases: bool = True, postgres_host: str = 
     made = credentials.ensure(credentials.for_env(env))
     identity = mesh_identity.ensure(mesh_identity.for_data_dir(data_dir))
     for name in PROCESSES:
-        yield _secret(f"shopmesh-mesh-{name}", {
-            "tls.crt": identity.cert(name).read_bytes(),
-            "tls.key": identity.key(name).read_bytes(),
-            "ca.crt": identity.bundle(name).read_bytes(),
-        }, "kubernetes.io/tls")
-    yield _secret("shopmesh-edge-tls", {"tls.crt": made.edge_cert.read_bytes(), "tls.key": made.edge_key.read_bytes()},
-                  "kubernetes.io/tls")
-    yield {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shopmesh-jwks"},
-           "data": {"jwks.json": made.jwks.read_text()}}
+        yield _secret(
+            f"shopmesh-mesh-{name}",
+            {
+                "tls.crt": identity.cert(name).read_bytes(),
+                "tls.key": identity.key(name).read_bytes(),
+                "ca.crt": identity.bundle(name).read_bytes(),
+            },
+            "kubernetes.io/tls",
+        )
+    yield _secret(
+        "shopmesh-edge-tls",
+        {"tls.crt": made.edge_cert.read_bytes(), "tls.key": made.edge_key.read_bytes()},
+        "kubernetes.io/tls",
+    )
+    yield {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "shopmesh-jwks"},
+        "data": {"jwks.json": made.jwks.read_text()},
+    }
     if databases:
         password = postgres_password(data_dir)
         yield _secret("postgres", {"password": password.encode()})
-        yield _secret("shopmesh-databases", {
-            service: f"postgresql+psycopg://{POSTGRES_USER}:{password}@{postgres_host}:5432/{service}".encode()
-            for service in mesh_identity.SERVICES
-        })
+        yield _secret(
+            "shopmesh-databases",
+            {
+                service: f"postgresql+psycopg://{POSTGRES_USER}:{password}@{postgres_host}:5432/{service}".encode()
+                for service in mesh_identity.SERVICES
+            },
+        )
 
 
 def render(env: dict[str, str], namespace: str | None = None, **options) -> str:
@@ -89,14 +108,16 @@ def render(env: dict[str, str], namespace: str | None = None, **options) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devmesh.kube_secrets", description=__doc__.splitlines()[0])
     parser.add_argument("--namespace", help="put them in this namespace (default: kubectl's current one)")
-    parser.add_argument("--no-databases", action="store_true",
-                        help="leave out postgres and shopmesh-databases (a database of your own)")
+    parser.add_argument(
+        "--no-databases", action="store_true", help="leave out postgres and shopmesh-databases (a database of your own)"
+    )
     parser.add_argument("--postgres-host", default="postgres", help="the in-cluster PostgreSQL's Service name")
     parser.add_argument("--out", type=Path, help="write here (mode 0600) instead of standard output")
     args = parser.parse_args(argv)
     try:
-        text = render(dict(os.environ), args.namespace, databases=not args.no_databases,
-                      postgres_host=args.postgres_host)
+        text = render(
+            dict(os.environ), args.namespace, databases=not args.no_databases, postgres_host=args.postgres_host
+        )
     except config.ConfigError as error:
         print(f"kube_secrets: {error}", file=sys.stderr)
         return 2

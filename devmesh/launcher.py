@@ -77,7 +77,9 @@ class Layout:
     @classmethod
     def on_free_ports(cls, base: Mapping[str, str]) -> "Layout":
         chosen = free_ports(len(DEFAULTS))
-        return cls.from_env({**base, **{name: f"127.0.0.1:{port}" for name, port in zip(DEFAULTS, chosen, strict=True)}})
+        return cls.from_env(
+            {**base, **{name: f"127.0.0.1:{port}" for name, port in zip(DEFAULTS, chosen, strict=True)}}
+        )
 
     def address(self, name: str) -> str:
         return self.env[name]
@@ -152,7 +154,11 @@ class Mesh:
             # A session of its own: Ctrl-C reaches the launcher only, which
             # then stops every child in order.
             process = subprocess.Popen(
-                command, cwd=ROOT, env={**self.layout.env, **(env or {})}, stdout=output, stderr=output or None,
+                command,
+                cwd=ROOT,
+                env={**self.layout.env, **(env or {})},
+                stdout=output,
+                stderr=output or None,
                 start_new_session=True,
             )
         finally:
@@ -165,7 +171,12 @@ class Mesh:
         self.start_process(name, [sys.executable, "-m", name], self.layout.address(LISTEN_VARS[name]), timeout)
 
     def start_process(
-        self, name: str, command: list[str], address: str, timeout: float = 30.0, env: Mapping[str, str] | None = None,
+        self,
+        name: str,
+        command: list[str],
+        address: str,
+        timeout: float = 30.0,
+        env: Mapping[str, str] | None = None,
         identity: str | None = None,
     ) -> None:
         """Starts any gRPC server process (with env on top of the mesh's) and waits until
@@ -206,25 +217,38 @@ class Mesh:
         self._spawn(
             name,
             [
-                envoy_config.envoy_binary(), "-c", str(config_path), "--log-level", "warn",
+                envoy_config.envoy_binary(),
+                "-c",
+                str(config_path),
+                "--log-level",
+                "warn",
                 # Several Envoys may run on one machine (tests, `make up`):
                 # no shared-memory hot-restart segment to collide on.
                 "--disable-hot-restart",
-                "--log-path", str(self.log_path(name)),
+                "--log-path",
+                str(self.log_path(name)),
                 # the access log reaches its file within a second, not Envoy's default ten
-                "--file-flush-interval-msec", "1000",
+                "--file-flush-interval-msec",
+                "1000",
             ],
         )
 
     def admin_get(self, path: str) -> str:
         return admin_get(self.layout.admin, path)
 
-    def token(self, email: str = "operator@example.com", roles: Sequence[str] = ("operator",),
-              ttl_seconds: int = token.DEFAULT_TTL_SECONDS) -> str:
+    def token(
+        self,
+        email: str = "operator@example.com",
+        roles: Sequence[str] = ("operator",),
+        ttl_seconds: int = token.DEFAULT_TTL_SECONDS,
+    ) -> str:
         """A bearer token this mesh's Envoy accepts (signed with its development key)."""
         return token.mint(
-            token.load_signing_key(self.layout.env), envoy_config.params_from_env(self.layout.env),
-            email, roles, ttl_seconds,
+            token.load_signing_key(self.layout.env),
+            envoy_config.params_from_env(self.layout.env),
+            email,
+            roles,
+            ttl_seconds,
         )
 
     def wait_envoy_healthy(self, timeout: float, name: str = "envoy", admin: str | None = None) -> None:

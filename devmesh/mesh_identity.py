@@ -109,8 +109,13 @@ def under(identity: MeshIdentity, env: Mapping[str, str]) -> dict[str, str]:
 
 
 def ensure(
-    identity: MeshIdentity, names: Iterable[str] = IDENTITIES, now: dt.datetime | None = None,
-    *, rotate: bool = False, rotate_ca: bool = False, own_ca: tuple[Path, Path] | None = None,
+    identity: MeshIdentity,
+    names: Iterable[str] = IDENTITIES,
+    now: dt.datetime | None = None,
+    *,
+    rotate: bool = False,
+    rotate_ca: bool = False,
+    own_ca: tuple[Path, Path] | None = None,
     settle: Callable[[], None] = lambda: None,
 ) -> MeshIdentity:
     """Creates the mesh CA and each identity of names where missing, near its end, or
@@ -132,11 +137,14 @@ def ensure(
         if new_ca:
             _new_ca(identity, now)
         ca_cert = x509.load_pem_x509_certificate(identity.ca.read_bytes())
-        ca_key = None if brought and not new_ca else serialization.load_pem_private_key(
-            identity.ca_key.read_bytes(), password=None
+        ca_key = (
+            None
+            if brought and not new_ca
+            else serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None)
         )
     bundle = _trust_bundle(identity, now)
-    if new_ca and any([_trust_both(identity, name, bundle) for name in names]):  # every one, then settle
+    # every one trusts both CAs (a list, not a generator: any() would stop at the first), then settle
+    if new_ca and any([_trust_both(identity, name, bundle) for name in names]):  # noqa: C419
         settle()
     for name in names:
         if not rotate and _still_good(identity, name, ca_cert, bundle, now):
@@ -147,18 +155,26 @@ def ensure(
                 "--ca-key again (or --rotate-ca for a mesh CA of ShopMesh's own)"
             )
         _issue(
-            identity, name, (ca_cert, ca_key), bundle, now,
+            identity,
+            name,
+            (ca_cert, ca_key),
+            bundle,
+            now,
             # the SPIFFE ID is the identity; the DNS name is what a gRPC client checks
             [x509.UniformResourceIdentifier(spiffe_id(name)), x509.DNSName(name)],
             # both ends of mutual TLS (the operator only calls)
-            [ExtendedKeyUsageOID.CLIENT_AUTH] if name == OPERATOR
+            [ExtendedKeyUsageOID.CLIENT_AUTH]
+            if name == OPERATOR
             else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         )
     return identity
 
 
 def issue(
-    identity: MeshIdentity, name: str, names: list[x509.GeneralName], usages: list[x509.ObjectIdentifier],
+    identity: MeshIdentity,
+    name: str,
+    names: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
     now: dt.datetime | None = None,
 ) -> None:
     """A certificate of the mesh CA, published as the identity called name, with other
@@ -172,17 +188,25 @@ def issue(
 
 
 def _issue(
-    identity: MeshIdentity, name: str, ca: tuple, bundle: str, now: dt.datetime,
-    names: list[x509.GeneralName], usages: list[x509.ObjectIdentifier],
+    identity: MeshIdentity,
+    name: str,
+    ca: tuple,
+    bundle: str,
+    now: dt.datetime,
+    names: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
 ) -> None:
     """A new key and a certificate of ca for it, published with bundle as the identity name."""
     key = ec.generate_private_key(ec.SECP256R1())
     issued = credentials.leaf_certificate(key, ca, now, CERT_LIFETIME, name, names, usages)
-    publish(identity.directory(name), {
-        CERT_FILE: (credentials.pem(issued), 0o644),
-        KEY_FILE: (credentials.private_pem(key), 0o600),
-        CA_FILE: (bundle, 0o644),
-    })
+    publish(
+        identity.directory(name),
+        {
+            CERT_FILE: (credentials.pem(issued), 0o644),
+            KEY_FILE: (credentials.private_pem(key), 0o600),
+            CA_FILE: (bundle, 0o644),
+        },
+    )
 
 
 def publish(directory: Path, files: dict[str, tuple[str, int]]) -> None:
@@ -212,11 +236,14 @@ def _trust_both(identity: MeshIdentity, name: str, bundle: str) -> bool:
     there was one to keep."""
     if not (identity.cert(name).exists() and identity.key(name).exists()):
         return False
-    publish(identity.directory(name), {
-        CERT_FILE: (identity.cert(name).read_text(), 0o644),
-        KEY_FILE: (identity.key(name).read_text(), 0o600),
-        CA_FILE: (bundle, 0o644),
-    })
+    publish(
+        identity.directory(name),
+        {
+            CERT_FILE: (identity.cert(name).read_text(), 0o644),
+            KEY_FILE: (identity.key(name).read_text(), 0o600),
+            CA_FILE: (bundle, 0o644),
+        },
+    )
     return True
 
 
@@ -225,7 +252,9 @@ def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
     _keep_previous(identity)
     # the key first: a CA certificate is never found beside another CA's key
     credentials.write_private_key(identity.ca_key, ca_key)
-    credentials.write_file(identity.ca, credentials.pem(credentials.ca_certificate(ca_key, now, "ShopMesh mesh CA", CA_LIFETIME)))
+    credentials.write_file(
+        identity.ca, credentials.pem(credentials.ca_certificate(ca_key, now, "ShopMesh mesh CA", CA_LIFETIME))
+    )
 
 
 def _adopt_ca(
@@ -266,9 +295,12 @@ def _trust_bundle(identity: MeshIdentity, now: dt.datetime) -> str:
 def _still_good(identity: MeshIdentity, name: str, ca_cert: x509.Certificate, bundle: str, now: dt.datetime) -> bool:
     cert = identity.cert(name)
     return (
-        cert.exists() and identity.key(name).exists() and identity.bundle(name).exists()
+        cert.exists()
+        and identity.key(name).exists()
+        and identity.bundle(name).exists()
         and identity.bundle(name).read_text() == bundle
-        and not _renew_due(cert, CERT_LIFETIME, now) and _signed_by(cert, ca_cert)
+        and not _renew_due(cert, CERT_LIFETIME, now)
+        and _signed_by(cert, ca_cert)
     )
 
 
@@ -292,22 +324,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rotate-ca", action="store_true", help="a new mesh CA, and new certificates")
     parser.add_argument("--ca-cert", type=Path, help="sign with this CA certificate (PEM) instead of the mesh's own")
     parser.add_argument("--ca-key", type=Path, help="the key of --ca-cert (PEM, unencrypted)")
-    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS, metavar="SECONDS",
-                        help="with a new CA: how long every process gets to trust it before its "
-                             f"certificates are used (default {SETTLE_SECONDS:.0f})")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_SECONDS,
+        metavar="SECONDS",
+        help="with a new CA: how long every process gets to trust it before its "
+        f"certificates are used (default {SETTLE_SECONDS:.0f})",
+    )
     args = parser.parse_args(argv)
     if (args.ca_cert is None) != (args.ca_key is None):
         parser.error("--ca-cert and --ca-key go together")
 
     def settle() -> None:
-        print(f"every identity now trusts the new CA beside the old; its certificates follow in {args.settle:.0f} s",
-              flush=True)
+        print(
+            f"every identity now trusts the new CA beside the old; its certificates follow in {args.settle:.0f} s",
+            flush=True,
+        )
         time.sleep(args.settle)
 
     try:
         identity = ensure(
-            for_data_dir(config.data_dir(os.environ)), rotate=args.rotate or args.rotate_ca, rotate_ca=args.rotate_ca,
-            own_ca=(args.ca_cert, args.ca_key) if args.ca_cert else None, settle=settle,
+            for_data_dir(config.data_dir(os.environ)),
+            rotate=args.rotate or args.rotate_ca,
+            rotate_ca=args.rotate_ca,
+            own_ca=(args.ca_cert, args.ca_key) if args.ca_cert else None,
+            settle=settle,
         )
     except config.ConfigError as error:
         print(f"mesh_identity: {error}", file=sys.stderr)

@@ -37,17 +37,33 @@ def build(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="shopmesh-api-") as tmp:
         project = Path(tmp) / "python"
-        shutil.copytree(PROJECT, project, symlinks=False, ignore=shutil.ignore_patterns(
-            "__pycache__", "*.egg-info", "build", "dist"))
+        shutil.copytree(
+            PROJECT,
+            project,
+            symlinks=False,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"),
+        )
         # each .proto beside the modules generated from it (shopmesh/orders/v1/orders.proto)
         for proto in PROTOS.rglob("*.proto"):
             shutil.copyfile(proto, project / "src" / proto.relative_to(PROTOS))
         built = Path(tmp) / "wheels"
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch()), "PYTHONDONTWRITEBYTECODE": "1"}
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-             "--disable-pip-version-check", "--wheel-dir", str(built), str(project)],
-            env=env, check=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--disable-pip-version-check",
+                "--wheel-dir",
+                str(built),
+                str(project),
+            ],
+            env=env,
+            check=True,
         )
         [wheel] = built.glob("*.whl")
         target = out / wheel.name

@@ -32,12 +32,18 @@ class SmtpSink:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append(
-                Received(parsed["Message-ID"], parsed["To"], parsed["Subject"], parsed.get_content(), time.time(),
-                         tuple(session.peer))
+                Received(
+                    parsed["Message-ID"],
+                    parsed["To"],
+                    parsed["Subject"],
+                    parsed.get_content(),
+                    time.time(),
+                    tuple(session.peer),
+                )
             )
         return "250 Message accepted for delivery"
 

@@ -74,8 +74,7 @@ def load_signing_key(env) -> object:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devmesh.token", description=__doc__.splitlines()[0])
     parser.add_argument("--email", required=True, help="the caller's email (the customer an order belongs to)")
-    parser.add_argument("--roles", default="customer",
-                        help="comma-separated: customer, operator (default customer)")
+    parser.add_argument("--roles", default="customer", help="comma-separated: customer, operator (default customer)")
     parser.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="seconds the token is valid")
     parser.add_argument("--subject", help="the sub claim (default: the email)")
     args = parser.parse_args(argv)
@@ -89,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"token: {error}", file=sys.stderr)
         return 2
     if args.ttl > params.jwt_max_lifetime:
-        print(f"token: --ttl {args.ttl} is over the {params.jwt_max_lifetime} s Envoy accepts "
-              "(SHOPMESH_JWT_MAX_LIFETIME_SECONDS)", file=sys.stderr)
+        print(
+            f"token: --ttl {args.ttl} is over the {params.jwt_max_lifetime} s Envoy accepts "
+            "(SHOPMESH_JWT_MAX_LIFETIME_SECONDS)",
+            file=sys.stderr,
+        )
         return 2
     print(mint(key, params, args.email, roles, args.ttl, subject=args.subject))
     return 0

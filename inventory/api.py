@@ -73,9 +73,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         after = pagination.decode(request.page_token, {}, str)
         products = await self._store.list_products(after, size + 1)
         page, token = pagination.cut(products, size, {}, lambda last: last.product_id)
-        return inventory_pb2.ListProductsResponse(
-            products=[product_to_proto(p) for p in page], next_page_token=token
-        )
+        return inventory_pb2.ListProductsResponse(products=[product_to_proto(p) for p in page], next_page_token=token)
 
     async def RestockProduct(self, request, context):
         domain.validate_restock(request.product_id, request.quantity)
@@ -85,8 +83,11 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         domain.validate_product_id(request.product_id)
         book = await self._store.book(request.product_id)
         return inventory_pb2.CheckStockResponse(
-            product_id=book.product_id, available=book.available, in_stock=book.available > 0,
-            reserved=book.held, awaiting_order=book.awaiting_order,
+            product_id=book.product_id,
+            available=book.available,
+            in_stock=book.available > 0,
+            reserved=book.held,
+            awaiting_order=book.awaiting_order,
         )
 
     async def ReserveStock(self, request, context):

@@ -250,7 +250,9 @@ def differences(
             continue
         expected = _EXPECTED_FOR_ORDER[order.status]
         if status is not expected:
-            found.append(f"reservation {rid} is {status.value}, its order is {order.status} (expected {expected.value})")
+            found.append(
+                f"reservation {rid} is {status.value}, its order is {order.status} (expected {expected.value})"
+            )
         if reservation.requested() != order.items:
             found.append(f"reservation {rid} holds {reservation.requested()}, its order has {order.items}")
     for order in orders.values():
@@ -262,11 +264,16 @@ def differences(
             key = (line.product_id, reservation.status)
             units[key] = units.get(key, 0) + line.quantity
     for book in books:
-        for status, counted in ((ReservationStatus.RESERVED, book.awaiting_order), (ReservationStatus.HELD, book.held),
-                                (ReservationStatus.SHIPPED, book.shipped)):
+        for status, counted in (
+            (ReservationStatus.RESERVED, book.awaiting_order),
+            (ReservationStatus.HELD, book.held),
+            (ReservationStatus.SHIPPED, book.shipped),
+        ):
             if units.get((book.product_id, status), 0) != counted:
-                found.append(f"product {book.product_id}: the books count {counted} units {status.value}, "
-                             f"its reservations {units.get((book.product_id, status), 0)}")
+                found.append(
+                    f"product {book.product_id}: the books count {counted} units {status.value}, "
+                    f"its reservations {units.get((book.product_id, status), 0)}"
+                )
         if not book.balances:
             found.append(
                 f"product {book.product_id}: available {book.available} + held {book.held} + awaiting "

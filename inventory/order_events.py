@@ -31,8 +31,14 @@ def status_name(order: orders_pb2.Order) -> str:
 
 
 class OrderFollower:
-    def __init__(self, channel: grpc.aio.Channel, store: InventoryStore, settle_every: float,
-                 grace: dt.timedelta, resume_pause: float = RESUME_PAUSE_SECONDS) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        store: InventoryStore,
+        settle_every: float,
+        grace: dt.timedelta,
+        resume_pause: float = RESUME_PAUSE_SECONDS,
+    ) -> None:
         self._stub = orders_pb2_grpc.OrderServiceStub(channel)
         self._store = store
         self._settle_every = settle_every
@@ -44,7 +50,9 @@ class OrderFollower:
 
     def _open(self, cursor: int):
         # opens once the mesh listener can be reached (Envoy may start after this service)
-        return self._stub.StreamOrderEvents(orders_pb2.StreamOrderEventsRequest(after_sequence=cursor), wait_for_ready=True)
+        return self._stub.StreamOrderEvents(
+            orders_pb2.StreamOrderEventsRequest(after_sequence=cursor), wait_for_ready=True
+        )
 
     async def _apply(self, events: list[orders_pb2.OrderEvent]) -> None:
         given_back = await self._store.apply_order_events(
@@ -53,8 +61,9 @@ class OrderFollower:
         for reservation in given_back:
             # Cannot happen while the Order service keeps to expire_time; the books check
             # (python -m inventory.reconcile) shows it until someone restocks.
-            log.error("order lives on after its reservation was given back",
-                      extra={"order_id": reservation.reservation_id})
+            log.error(
+                "order lives on after its reservation was given back", extra={"order_id": reservation.reservation_id}
+            )
 
     async def settle_expired(self) -> None:
         await resume.every("settling expired reservations", self._settle_every, self.settle_once)

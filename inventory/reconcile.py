@@ -34,7 +34,9 @@ async def all_orders(channel: grpc.aio.Channel) -> dict[str, domain.OrderView]:
         page = await stub.ListOrders(orders_pb2.ListOrdersRequest(page_size=PAGE_SIZE, page_token=token), timeout=30)
         for order in page.orders:
             status = orders_pb2.OrderStatus.Name(order.status).removeprefix("ORDER_STATUS_")
-            found[order.order_id] = domain.OrderView(order.order_id, status, {i.product_id: i.quantity for i in order.items})
+            found[order.order_id] = domain.OrderView(
+                order.order_id, status, {i.product_id: i.quantity for i in order.items}
+            )
         token = page.next_page_token
         if not token:
             return found

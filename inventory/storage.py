@@ -76,9 +76,7 @@ class ReservationRow(Base):
 class ReservationLineRow(Base):
     __tablename__ = "reservation_lines"
 
-    reservation_id: Mapped[str] = mapped_column(
-        ForeignKey("reservations.reservation_id"), primary_key=True
-    )
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.reservation_id"), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"), index=True)
     quantity: Mapped[int] = mapped_column(BigInteger)
@@ -125,19 +123,19 @@ _BOOK_COLUMN = {
     domain.ReservationStatus.SHIPPED: "shipped",
     domain.ReservationStatus.RELEASED: "available",
 }
-LINES_OF = (
-    select(LINES).where(LINES.c.reservation_id == bindparam("reservation_id")).order_by(LINES.c.line_no)
-)
+LINES_OF = select(LINES).where(LINES.c.reservation_id == bindparam("reservation_id")).order_by(LINES.c.line_no)
 PRODUCTS_IN = select(PRODUCTS).where(PRODUCTS.c.product_id.in_(bindparam("product_ids", expanding=True)))
 # A reservation's units moved in the books from one column to another, per product line.
 MOVE_UNITS = {
     (source, destination): update(PRODUCTS)
     .where(PRODUCTS.c.product_id == bindparam("p_product_id"))
-    .values({
-        source: PRODUCTS.c[source] - bindparam("p_quantity"),
-        destination: PRODUCTS.c[destination] + bindparam("p_quantity"),
-        "update_time": bindparam("p_now"),
-    })
+    .values(
+        {
+            source: PRODUCTS.c[source] - bindparam("p_quantity"),
+            destination: PRODUCTS.c[destination] + bindparam("p_quantity"),
+            "update_time": bindparam("p_now"),
+        }
+    )
     for source in _BOOK_COLUMN.values()
     for destination in _BOOK_COLUMN.values()
     if source != destination
@@ -441,7 +439,11 @@ def _reservation(connection: Connection, reservation_id: str, for_update: bool =
 
 def _reservation_from(row, lines: tuple[domain.ReservationLine, ...]) -> domain.Reservation:
     return domain.Reservation(
-        row.reservation_id, lines, domain.ReservationStatus(row.status), row.create_time, row.update_time,
+        row.reservation_id,
+        lines,
+        domain.ReservationStatus(row.status),
+        row.create_time,
+        row.update_time,
         row.expire_time,
     )
 
@@ -458,15 +460,17 @@ def _take_stock(
     connection.execute(
         INSERT_RESERVATION,
         {
-            "reservation_id": reservation_id, "status": status.value, "create_time": now, "update_time": now,
+            "reservation_id": reservation_id,
+            "status": status.value,
+            "create_time": now,
+            "update_time": now,
             "expire_time": expire_time,
         },
     )
 
     requested = {line.product_id: line.quantity for line in lines}
     products = {
-        row.product_id: _product_from(row)
-        for row in connection.execute(PRODUCTS_IN, {"product_ids": list(requested)})
+        row.product_id: _product_from(row) for row in connection.execute(PRODUCTS_IN, {"product_ids": list(requested)})
     }
     unknown = sorted(set(requested) - set(products))
     if unknown:

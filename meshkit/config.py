@@ -48,7 +48,9 @@ def seconds(env: Mapping[str, str], name: str, default: float, minimum: float | 
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
     if (minimum is None and not parsed > 0) or (minimum is not None and parsed < minimum):
-        raise ConfigError(f"{name}={value!r} must be {'more than 0' if minimum is None else f'at least {minimum}'} seconds")
+        raise ConfigError(
+            f"{name}={value!r} must be {'more than 0' if minimum is None else f'at least {minimum}'} seconds"
+        )
     return parsed
 
 

@@ -56,7 +56,7 @@ def is_outage(error: BaseException) -> bool:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -70,10 +70,10 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
 
     def process_result_value(self, value, dialect):
-        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+        return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
 def _sqlite_engine(url, reader: bool = False, connections: int = 1) -> Engine:
@@ -123,13 +123,9 @@ class Database:
             self._reader = _sqlite_engine(parsed, reader=True, connections=2)
             self._writer = GroupCommitter(self.engine)
         else:
-            self.engine = create_engine(
-                parsed, pool_size=POSTGRES_POOL_SIZE, max_overflow=0, pool_pre_ping=True
-            )
+            self.engine = create_engine(parsed, pool_size=POSTGRES_POOL_SIZE, max_overflow=0, pool_pre_ping=True)
             # The same pool: a connection checked out through this begins its transaction so.
-            self._snapshots = self.engine.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
+            self._snapshots = self.engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         telemetry.instrument_engines(*[engine for engine in (self.engine, self._reader) if engine is not None])
         # PostgreSQL's transactions and reads, a thread per pooled connection (SQLite's run
         # inline or in its writer's thread)

@@ -109,8 +109,10 @@ class MeshServer:
             return
         self.failed_task = task.get_name()
         log.error(
-            "background task %s failed; the service cannot go on and stops", task.get_name(),
-            exc_info=task.exception(), extra={"task": task.get_name()},
+            "background task %s failed; the service cannot go on and stops",
+            task.get_name(),
+            exc_info=task.exception(),
+            extra={"task": task.get_name()},
         )
         self._reporting = asyncio.get_running_loop().create_task(self.health.enter_graceful_shutdown())
         self.failed.set()
@@ -171,13 +173,14 @@ def create_server(
     descriptors its reflection should describe.
     """
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(
-            error_domain, admitted=frozenset(map(mesh_tls.spiffe_id, (mesh_tls.ENVOY, mesh_tls.OPERATOR, tls.name))),
-        )],
-        # A second server on a busy port must fail, not share it silently.
-        options=[
-            ("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *KEEPALIVE_ACCEPTED
+        interceptors=[
+            CallInterceptor(
+                error_domain,
+                admitted=frozenset(map(mesh_tls.spiffe_id, (mesh_tls.ENVOY, mesh_tls.OPERATOR, tls.name))),
+            )
         ],
+        # A second server on a busy port must fail, not share it silently.
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *KEEPALIVE_ACCEPTED],
     )
     for binding in bindings:
         binding.add_to_server(binding.servicer, server)

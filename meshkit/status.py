@@ -78,8 +78,7 @@ def _details(error: errors.DomainError, domain: str) -> list:
     elif isinstance(error, (errors.NotFound, errors.AlreadyExists)):
         names = error.names if isinstance(error, errors.NotFound) else [error.name]
         details.extend(
-            error_details_pb2.ResourceInfo(resource_type=error.resource_type, resource_name=name)
-            for name in names
+            error_details_pb2.ResourceInfo(resource_type=error.resource_type, resource_name=name) for name in names
         )
     return details
 
@@ -184,13 +183,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     await self._admit(context)
                     return await inner(_decoded(request, method), context)
-                except BaseException as error:
+                except BaseException as error:  # noqa: BLE001 - answered, then raised again
                     code, raised = await self._answer(error, context, method)
                     raise raised  # noqa: B904 - error itself, or the AbortError answering it (its __context__ is error)
                 finally:
                     self._ended(method, started, code)
 
-            return handler._replace(unary_unary=unary_unary, request_deserializer=_lenient(handler.request_deserializer))
+            return handler._replace(
+                unary_unary=unary_unary, request_deserializer=_lenient(handler.request_deserializer)
+            )
         if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
             return handler._replace(
                 unary_stream=self._wrap_stream(handler.unary_stream, method, decode=True),
@@ -207,7 +208,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 await self._admit(context)
                 async for response in inner(_decoded(request, method) if decode else request, context):
                     yield response
-            except BaseException as error:
+            except BaseException as error:  # noqa: BLE001 - answered, then raised again
                 code, raised = await self._answer(error, context, method)
                 raise raised  # noqa: B904 - error itself, or the AbortError answering it (its __context__ is error)
             finally:
@@ -292,9 +293,7 @@ def _peer_failure(code: grpc.StatusCode, peer: str) -> errors.DomainError:
     return errors.Internal(f"{peer} could not handle this request: a fault of ShopMesh, logged{logged}")
 
 
-def from_rpc_error(
-    error: grpc.aio.AioRpcError, peer: str, callers_fields: tuple[str, ...] = ()
-) -> errors.DomainError:
+def from_rpc_error(error: grpc.aio.AioRpcError, peer: str, callers_fields: tuple[str, ...] = ()) -> errors.DomainError:
     """The DomainError to answer with when a call to peer failed (see PEER_CODE_TO_OURS).
     A peer's NOT_FOUND, ALREADY_EXISTS or FAILED_PRECONDITION, and an INVALID_ARGUMENT about
     callers_fields only (request fields this service copied from its caller's, such as

@@ -47,7 +47,9 @@ def configure(service: str, env: Mapping[str, str]) -> list:
         providers.append(tracer_provider)
     if wanted(env, "METRICS"):
         # Exported every OTEL_METRIC_EXPORT_INTERVAL ms (60 s by default).
-        meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]
+        )
         metrics.set_meter_provider(meter_provider)
         providers.append(meter_provider)
     return providers

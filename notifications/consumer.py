@@ -69,7 +69,8 @@ class OrderEventConsumer:
         # A span of its own, linked to the trace of each order change.
         links = [link for event in events for link in telemetry.link_to(event.trace_parent)]
         with self._tracer.start_as_current_span(
-            "record notifications", links=links,
+            "record notifications",
+            links=links,
             attributes={"shopmesh.event_sequences": [event.sequence for event in events]},
         ):
             await self._store.record([_recorded(event) for event in events], utcnow())
@@ -87,6 +88,10 @@ def _render(event: orders_pb2.OrderEvent) -> tuple[domain.Email, str | None]:
         return domain.render(event_from_proto(event)), None
     except Exception as error:  # noqa: BLE001 - pure code on this one event's data: only this event fails
         failure = f"no email could be written: {type(error).__name__}: {error}"
-        log.error("order event %s recorded as FAILED: %s", event.sequence, failure,
-                  extra={"order_id": event.order.order_id, "sequence": event.sequence})
+        log.error(
+            "order event %s recorded as FAILED: %s",
+            event.sequence,
+            failure,
+            extra={"order_id": event.order.order_id, "sequence": event.sequence},
+        )
         return domain.unsendable(event.order.order_id, event.sequence, event.order.customer_email), failure

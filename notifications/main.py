@@ -49,7 +49,13 @@ async def create_app(env: Mapping[str, str]) -> MeshServer:
     consumer = OrderEventConsumer(channel, store, on_recorded=sender.wake)
     app = create_server(
         listen,
-        [ServiceBinding(SERVICE_NAME, NotificationServicer(store), notifications_pb2_grpc.add_NotificationServiceServicer_to_server)],
+        [
+            ServiceBinding(
+                SERVICE_NAME,
+                NotificationServicer(store),
+                notifications_pb2_grpc.add_NotificationServiceServicer_to_server,
+            )
+        ],
         error_domain="notifications.shopmesh",
         tls=tls,
     )

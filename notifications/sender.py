@@ -28,7 +28,11 @@ PAUSE_SECONDS = 1.0
 
 class Sender:
     def __init__(
-        self, store: NotificationStore, mailer, sender_address: str, policy: domain.RetryPolicy,
+        self,
+        store: NotificationStore,
+        mailer,
+        sender_address: str,
+        policy: domain.RetryPolicy,
         pause: float = PAUSE_SECONDS,
     ) -> None:
         self._store = store
@@ -77,8 +81,13 @@ class Sender:
             return
         try:
             with self._tracer.start_as_current_span(
-                "send email", kind=trace.SpanKind.CLIENT, links=telemetry.link_to(notification.trace_parent),
-                attributes={"shopmesh.notification_id": notification.notification_id, "shopmesh.mailer": str(self._mailer)},
+                "send email",
+                kind=trace.SpanKind.CLIENT,
+                links=telemetry.link_to(notification.trace_parent),
+                attributes={
+                    "shopmesh.notification_id": notification.notification_id,
+                    "shopmesh.mailer": str(self._mailer),
+                },
             ):
                 await self._mailer.send(message)
         except Exception as error:  # noqa: BLE001 - any failure to hand over is retried
@@ -92,7 +101,9 @@ class Sender:
             return
         self._accepted[notification.notification_id] = utcnow()
         await self._record_accepted()
-        log.info("email sent", extra={"notification_id": notification.notification_id, "order_id": notification.order_id})
+        log.info(
+            "email sent", extra={"notification_id": notification.notification_id, "order_id": notification.order_id}
+        )
 
     async def _record_accepted(self) -> None:
         """Records as SENT what the mail server accepted (first what an outage kept unrecorded)."""

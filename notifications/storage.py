@@ -205,8 +205,11 @@ class NotificationStore:
                 update(NOTIFICATIONS)
                 .where(this)
                 .values(
-                    attempts=attempts, last_error=error[:ERROR_LENGTH], update_time=now,
-                    status=status.value, next_attempt_time=next_time,
+                    attempts=attempts,
+                    last_error=error[:ERROR_LENGTH],
+                    update_time=now,
+                    status=status.value,
+                    next_attempt_time=next_time,
                 )
             )
             return status

@@ -179,4 +179,3 @@ def price_order(order_id: str, new: NewOrder, lines: list[OrderLine], now: dt.da
         )
     total = Money(currencies[0], sum(line.unit_price.nanos * line.quantity for line in lines))
     return Order(order_id, new.customer_email, tuple(lines), OrderStatus.PENDING, total, now, now)
-

@@ -106,7 +106,10 @@ def snapshot_to_json(order: domain.Order) -> str:
         {
             "order_id": order.order_id,
             "customer_email": order.customer_email,
-            "lines": [[l.product_id, l.quantity, l.unit_price.currency, l.unit_price.nanos] for l in order.lines],
+            "lines": [
+                [line.product_id, line.quantity, line.unit_price.currency, line.unit_price.nanos]
+                for line in order.lines
+            ],
             "status": order.status.value,
             "total": [order.total.currency, order.total.nanos],
             "create_time": order.create_time.isoformat(),
@@ -160,12 +163,15 @@ def _event(row) -> domain.OrderEvent:
 
 def _one_order(connection: Connection, order_id: str, for_update: bool = False) -> domain.Order:
     """The order and its lines: two statements."""
-    row = connection.execute(ORDER_BY_ID.with_for_update() if for_update else ORDER_BY_ID, {"order_id": order_id}).first()
+    row = connection.execute(
+        ORDER_BY_ID.with_for_update() if for_update else ORDER_BY_ID, {"order_id": order_id}
+    ).first()
     if row is None:
         raise NotFound("order", order_id)
     lines = tuple(
         domain.OrderLine(
-            line.product_id, line.quantity,
+            line.product_id,
+            line.quantity,
             Money(line.currency, line.unit_price_units * NANOS_PER_UNIT + line.unit_price_nanos),
         )
         for line in connection.execute(LINES_OF, {"order_id": order_id})
@@ -306,13 +312,13 @@ class OrderStore:
             raise NotFound("order", order_id)
         return StoredOrder(*rows[0])
 
-    async def page(
-        self, customer_email: str, after: tuple[dt.datetime, str] | None, limit: int
-    ) -> list[ListedOrder]:
+    async def page(self, customer_email: str, after: tuple[dt.datetime, str] | None, limit: int) -> list[ListedOrder]:
         """Newest first; after is the (create_time, order_id) of the previous page's last order."""
-        query = select(ORDERS.c.order_id, ORDERS.c.create_time, ORDERS.c.message).order_by(
-            ORDERS.c.create_time.desc(), ORDERS.c.order_id.desc()
-        ).limit(limit)
+        query = (
+            select(ORDERS.c.order_id, ORDERS.c.create_time, ORDERS.c.message)
+            .order_by(ORDERS.c.create_time.desc(), ORDERS.c.order_id.desc())
+            .limit(limit)
+        )
         if customer_email:
             query = query.where(ORDERS.c.customer_email == customer_email)
         if after is not None:
@@ -355,17 +361,14 @@ class OrderStore:
 
     async def last_sequence(self) -> int:
         return await self._db.read(
-            lambda connection: connection.scalar(
-                select(EventCounterRow.last_sequence).where(EventCounterRow.id == 1)
-            ) or 0
+            lambda connection: (
+                connection.scalar(select(EventCounterRow.last_sequence).where(EventCounterRow.id == 1)) or 0
+            )
         )
 
     async def events_after(self, sequence: int, limit: int) -> list[domain.OrderEvent]:
         query = (
-            select(OrderEventRow)
-            .where(OrderEventRow.sequence > sequence)
-            .order_by(OrderEventRow.sequence)
-            .limit(limit)
+            select(OrderEventRow).where(OrderEventRow.sequence > sequence).order_by(OrderEventRow.sequence).limit(limit)
         )
         return await self._db.read(lambda connection: [_event(row) for row in connection.execute(query)])
 

@@ -13,7 +13,10 @@ def presented(address: str, tls: mesh_tls.MeshTls, server: str) -> bytes:
     context.load_cert_chain(tls.directory / mesh_tls.CERT_FILE, tls.directory / mesh_tls.KEY_FILE)
     context.set_alpn_protocols(["h2"])
     host, port = address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw, server_hostname=server) as conn:
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server) as conn,
+    ):
         return conn.getpeercert(binary_form=True)
 
 

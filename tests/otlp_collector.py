@@ -40,7 +40,7 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, collector: "Collector") -> None:
         self._collector = collector
 
-    def Export(self, request, context):  # noqa: N802 - the generated method name
+    def Export(self, request, context):
         points = [
             HistogramPoint(
                 _service_of(resource_metrics.resource),
@@ -68,7 +68,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
-    def Export(self, request, context):  # noqa: N802 - the generated method name
+    def Export(self, request, context):
         received = []
         for resource_spans in request.resource_spans:
             service = _service_of(resource_spans.resource)

@@ -68,8 +68,21 @@ class PrivatePostgres:
             f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.base} "
             "-c fsync=off -c full_page_writes=off"  # a throwaway server: durability costs time here
         )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "log"), "-o", options,
-                  "-m", "fast", "-w", "-t", "30", action)
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.base / "log"),
+            "-o",
+            options,
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "30",
+            action,
+        )
 
     def restart(self, down_seconds: float) -> None:
         """A fast shutdown (every connection terminated), down_seconds without a server, a start."""

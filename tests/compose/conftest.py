@@ -40,8 +40,18 @@ def build_base_image(env: dict[str, str]) -> None:
     local certificate authorities, so builds on it reach what the machine reaches."""
     with tempfile.TemporaryDirectory(prefix="shopmesh-rootfs-") as workdir:
         rootfs = Path(workdir) / "rootfs"
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-             "bookworm", str(rootfs), debian_mirror()], env, timeout=900)
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv,ca-certificates",
+                "bookworm",
+                str(rootfs),
+                debian_mirror(),
+            ],
+            env,
+            timeout=900,
+        )
         for setting in Path("/etc/apt/apt.conf.d").glob("*"):
             if not (rootfs / "etc/apt/apt.conf.d" / setting.name).exists():
                 shutil.copy(setting, rootfs / "etc/apt/apt.conf.d" / setting.name)
@@ -49,8 +59,14 @@ def build_base_image(env: dict[str, str]) -> None:
             shutil.copy(authority, rootfs / "usr/local/share/ca-certificates" / authority.name)
         run(["chroot", str(rootfs), "update-ca-certificates"], env)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(["podman", "import", "-", BASE_IMAGE], stdin=tar.stdout, env=env,
-                                  capture_output=True, text=True, check=False)
+        imported = subprocess.run(
+            ["podman", "import", "-", BASE_IMAGE],
+            stdin=tar.stdout,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         tar.stdout.close()
         tar.wait()
         if imported.returncode != 0:
@@ -99,9 +115,11 @@ def project(env, tmp_path_factory):
     try:
         # The four ShopMesh services share one image: built once here (compose would
         # build it four times in parallel), then the stand-ins; up builds nothing more.
-        build_once_more_on_failure(lambda: running.podman(
-            "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", "shopmesh:latest", str(ROOT), timeout=900
-        ))
+        build_once_more_on_failure(
+            lambda: running.podman(
+                "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", "shopmesh:latest", str(ROOT), timeout=900
+            )
+        )
         build_once_more_on_failure(lambda: running.compose("build", "postgres", "mailpit"))
         # Debian's podman (4.3) does not wait for service_healthy: PostgreSQL is brought
         # up and waited for first, as Docker Compose would before starting the services
@@ -115,13 +133,16 @@ def project(env, tmp_path_factory):
         init = running.container("mesh-identity")
         exit_code = running.podman("wait", init, timeout=60).strip()
         assert exit_code == "0", f"mesh-identity exited {exit_code}:\n{running.logs(init)}"
-        running.wait_healthy([running.container(s) for s in SERVICES]
-                             + [running.container("orders", n) for n in range(1, REPLICAS["orders"] + 1)])
+        running.wait_healthy(
+            [running.container(s) for s in SERVICES]
+            + [running.container("orders", n) for n in range(1, REPLICAS["orders"] + 1)]
+        )
         # healthy containers are not yet routed to: wait until Envoy's own checks pass
         running.wait_routed(REPLICAS)
         # and the services find Envoy's mesh listener by name (podman's DNS, see wait_resolvable)
-        running.wait_resolvable("envoy", [running.container(s, n) for s, count in REPLICAS.items()
-                                          for n in range(1, count + 1)])
+        running.wait_resolvable(
+            "envoy", [running.container(s, n) for s, count in REPLICAS.items() for n in range(1, count + 1)]
+        )
         running.ca = running.fetch_ca(tmp_path_factory.mktemp("edge") / "ca.pem")
         yield running
     finally:

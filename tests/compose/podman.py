@@ -48,7 +48,9 @@ def podman_env(conf: Path) -> dict[str, str]:
 def run(command: list[str], env: dict[str, str], timeout: float = 600, check: bool = True) -> str:
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result.stdout
 
 
@@ -79,10 +81,16 @@ class Project:
         label = f"label=io.podman.compose.project={self.name}"
         return {
             "containers": run(["podman", "ps", "--all", "--quiet", "--filter", label], self.env).split(),
-            "networks": [n for n in run(["podman", "network", "ls", "--format", "{{.Name}}"], self.env).split()
-                         if n.startswith(f"{self.name}_")],
-            "volumes": [v for v in run(["podman", "volume", "ls", "--format", "{{.Name}}"], self.env).split()
-                        if v.startswith(f"{self.name}_")],
+            "networks": [
+                n
+                for n in run(["podman", "network", "ls", "--format", "{{.Name}}"], self.env).split()
+                if n.startswith(f"{self.name}_")
+            ],
+            "volumes": [
+                v
+                for v in run(["podman", "volume", "ls", "--format", "{{.Name}}"], self.env).split()
+                if v.startswith(f"{self.name}_")
+            ],
         }
 
     def remove(self, leftovers: dict[str, list[str]]) -> None:
@@ -104,8 +112,13 @@ class Project:
         pending = list(containers)
         while pending and time.monotonic() < deadline:
             for container in list(pending):
-                checked = subprocess.run(["podman", "healthcheck", "run", container], env=self.env,
-                                         capture_output=True, text=True, check=False)
+                checked = subprocess.run(
+                    ["podman", "healthcheck", "run", container],
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if checked.returncode == 0:
                     pending.remove(container)
             if pending:
@@ -141,7 +154,11 @@ class Project:
             for container in list(pending):
                 looked_up = subprocess.run(
                     ["podman", "exec", container, "python", "-c", f"import socket; socket.getaddrinfo({name!r}, None)"],
-                    env=self.env, capture_output=True, text=True, timeout=60, check=False,
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
                 )
                 if looked_up.returncode == 0:
                     pending.remove(container)
@@ -156,15 +173,16 @@ class Project:
         out = self.compose("exec", "-T", "envoy", "cat", ENVOY_CA, timeout=120)
         if PEM_BEGIN not in out or PEM_END not in out:
             raise RuntimeError(f"no certificate in the output of cat {ENVOY_CA}: {out[-500:]!r}")
-        into.write_text(out[out.index(PEM_BEGIN):out.rindex(PEM_END) + len(PEM_END)] + "\n")
+        into.write_text(out[out.index(PEM_BEGIN) : out.rindex(PEM_END) + len(PEM_END)] + "\n")
         return into
 
     def token(self, email: str, roles: str = "customer") -> str:
         """A token minted inside the Envoy container with the key it verifies against
         (`python -m devmesh.token`), once per email and roles."""
         if (email, roles) not in self._tokens:
-            out = self.podman("exec", self.container("envoy"), "python", "-m", "devmesh.token",
-                              "--email", email, "--roles", roles)
+            out = self.podman(
+                "exec", self.container("envoy"), "python", "-m", "devmesh.token", "--email", email, "--roles", roles
+            )
             self._tokens[email, roles] = out.strip()
         return self._tokens[email, roles]
 
@@ -187,8 +205,9 @@ class Project:
         return self.podman("exec", container, "python", "-c", code, *args)
 
     def logs(self, container: str) -> str:
-        result = subprocess.run(["podman", "logs", container], env=self.env, capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            ["podman", "logs", container], env=self.env, capture_output=True, text=True, check=False
+        )
         return result.stdout + result.stderr
 
     def podman(self, *args: str, timeout: float = 120) -> str:

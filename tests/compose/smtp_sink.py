@@ -9,10 +9,12 @@ from aiosmtpd.controller import Controller
 
 
 class Printer:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        print(json.dumps({"message_id": message["Message-ID"], "to": message["To"], "subject": message["Subject"]}),
-              flush=True)
+        print(
+            json.dumps({"message_id": message["Message-ID"], "to": message["To"], "subject": message["Subject"]}),
+            flush=True,
+        )
         return "250 Message accepted for delivery"
 
 

@@ -98,7 +98,9 @@ def rest(project, method: str, path: str, body: dict | None = None, token: str |
     """One HTTPS request to the published port, trusting only the development CA."""
     auth = {"authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(
-        f"https://{project.public}{path}", method=method, headers={"content-type": "application/json", **auth},
+        f"https://{project.public}{path}",
+        method=method,
+        headers={"content-type": "application/json", **auth},
         data=None if body is None else json.dumps(body).encode(),
     )
     tls = ssl.create_default_context(cafile=str(project.ca))
@@ -113,7 +115,8 @@ def emails(project) -> list[dict]:
 
 def sent_notifications(project, notifications, email: str) -> list:
     reply = notifications.ListNotifications(
-        notifications_pb2.ListNotificationsRequest(recipient=email, page_size=1000), timeout=10,
+        notifications_pb2.ListNotificationsRequest(recipient=email, page_size=1000),
+        timeout=10,
         credentials=operator(project),
     )
     return list(reply.notifications)
@@ -141,32 +144,53 @@ def test_orders_by_grpc_and_rest_are_followed_and_emailed(project):
         inventory.CreateProduct(
             inventory_pb2.CreateProductRequest(
                 product=inventory_pb2.Product(
-                    product_id=PRODUCT, title="Compose product",
-                    price=money_pb2.Money(currency_code="EUR", units=3), available=1000,
+                    product_id=PRODUCT,
+                    title="Compose product",
+                    price=money_pb2.Money(currency_code="EUR", units=3),
+                    available=1000,
                 )
             ),
-            timeout=30, credentials=operator(project),
+            timeout=30,
+            credentials=operator(project),
         )
-        by_grpc = orders.CreateOrder(new_order("grpc@example.com"), timeout=30,
-                                     credentials=customer(project, "grpc@example.com"))
-        by_rest = rest(project, "POST", "/v1/orders",
-                       {"customerEmail": "rest@example.com", "items": [{"productId": PRODUCT, "quantity": 2}]},
-                       token=project.token("rest@example.com"))
+        by_grpc = orders.CreateOrder(
+            new_order("grpc@example.com"), timeout=30, credentials=customer(project, "grpc@example.com")
+        )
+        by_rest = rest(
+            project,
+            "POST",
+            "/v1/orders",
+            {"customerEmail": "rest@example.com", "items": [{"productId": PRODUCT, "quantity": 2}]},
+            token=project.token("rest@example.com"),
+        )
         assert (by_rest["total"]["currencyCode"], by_rest["total"]["units"]) == ("EUR", "6")
-        assert rest(project, "GET", f"/v1/orders/{by_grpc.order_id}",
-                    token=project.token("grpc@example.com"))["customerEmail"] == "grpc@example.com"
+        assert (
+            rest(project, "GET", f"/v1/orders/{by_grpc.order_id}", token=project.token("grpc@example.com"))[
+                "customerEmail"
+            ]
+            == "grpc@example.com"
+        )
 
-        watch = orders.WatchOrder(orders_pb2.WatchOrderRequest(order_id=by_grpc.order_id), timeout=60,
-                                  credentials=customer(project, "grpc@example.com"))
+        watch = orders.WatchOrder(
+            orders_pb2.WatchOrderRequest(order_id=by_grpc.order_id),
+            timeout=60,
+            credentials=customer(project, "grpc@example.com"),
+        )
         assert next(watch).status == orders_pb2.ORDER_STATUS_PENDING
-        orders.ConfirmOrder(orders_pb2.ConfirmOrderRequest(order_id=by_grpc.order_id), timeout=30,
-                            credentials=operator(project))
+        orders.ConfirmOrder(
+            orders_pb2.ConfirmOrderRequest(order_id=by_grpc.order_id), timeout=30, credentials=operator(project)
+        )
         assert next(watch).status == orders_pb2.ORDER_STATUS_CONFIRMED
         watch.cancel()
 
         # every notification the service sent reached the SMTP server, Message-ID and all
-        sent = eventually(lambda: [n for n in sent_notifications(project, notifications, "grpc@example.com")
-                                   if n.status == notifications_pb2.Notification.STATUS_SENT][1:])
+        sent = eventually(
+            lambda: [
+                n
+                for n in sent_notifications(project, notifications, "grpc@example.com")
+                if n.status == notifications_pb2.Notification.STATUS_SENT
+            ][1:]
+        )
         assert len(sent) == 1, "the confirmation email was not sent"
         received = {e["message_id"] for e in emails(project)}
         assert {n.message_id for n in sent_notifications(project, notifications, "grpc@example.com")} <= received
@@ -194,8 +218,10 @@ def test_two_order_replicas_serve_and_the_event_stream_has_no_gaps(project):
     channel, orders, _, notifications = stubs(project)
     with channel:
         as_customer = customer(project, "replicas@example.com")
-        placed = [orders.CreateOrder(new_order("replicas@example.com"), timeout=30, credentials=as_customer)
-                  for _ in range(40)]
+        placed = [
+            orders.CreateOrder(new_order("replicas@example.com"), timeout=30, credentials=as_customer)
+            for _ in range(40)
+        ]
         served = [
             sum(
                 json.loads(line).get("method") == "/shopmesh.orders.v1.OrderService/CreateOrder"
@@ -208,11 +234,16 @@ def test_two_order_replicas_serve_and_the_event_stream_has_no_gaps(project):
 
         # once the last order's event is recorded, every earlier one must be too
         last = placed[-1].order_id
-        assert eventually(lambda: notifications.ListNotifications(
-            notifications_pb2.ListNotificationsRequest(order_id=last), timeout=10, credentials=operator(project)
-        ).notifications), "the last order's event never reached the Notification service"
-        reply = notifications.ListNotifications(notifications_pb2.ListNotificationsRequest(page_size=1000), timeout=10,
-                                                credentials=operator(project))
+        assert eventually(
+            lambda: (
+                notifications.ListNotifications(
+                    notifications_pb2.ListNotificationsRequest(order_id=last), timeout=10, credentials=operator(project)
+                ).notifications
+            )
+        ), "the last order's event never reached the Notification service"
+        reply = notifications.ListNotifications(
+            notifications_pb2.ListNotificationsRequest(page_size=1000), timeout=10, credentials=operator(project)
+        )
         sequences = sorted(n.event_sequence for n in reply.notifications)
         # one notification per event, every sequence from 1 up, none twice
         assert len(sequences) >= len(placed)
@@ -229,16 +260,25 @@ def test_orders_need_a_token_and_the_catalogue_does_not(project):
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(grpc.RpcError) as refused:
             inventory.CreateProduct(
-                inventory_pb2.CreateProductRequest(product=inventory_pb2.Product(
-                    product_id="COMPOSE-NOT-MINE", title="Not mine",
-                    price=money_pb2.Money(currency_code="EUR", units=1), available=1,
-                )),
-                timeout=30, credentials=customer(project, "anon@example.com"),
+                inventory_pb2.CreateProductRequest(
+                    product=inventory_pb2.Product(
+                        product_id="COMPOSE-NOT-MINE",
+                        title="Not mine",
+                        price=money_pb2.Money(currency_code="EUR", units=1),
+                        available=1,
+                    )
+                ),
+                timeout=30,
+                credentials=customer(project, "anon@example.com"),
             )
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(urllib.error.HTTPError) as refused_rest:
-        rest(project, "POST", "/v1/orders",
-             {"customerEmail": "anon@example.com", "items": [{"productId": PRODUCT, "quantity": 1}]})
+        rest(
+            project,
+            "POST",
+            "/v1/orders",
+            {"customerEmail": "anon@example.com", "items": [{"productId": PRODUCT, "quantity": 1}]},
+        )
     assert refused_rest.value.code == 401
     assert json.loads(refused_rest.value.read())["code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
 
@@ -260,9 +300,11 @@ def test_the_published_port_speaks_only_tls(project):
 
 def cluster_counters(project, counter: str) -> dict[str, int]:
     """counter (e.g. ssl.handshake) of each of Envoy's clusters, by cluster name."""
-    return {name.removeprefix("cluster.").removesuffix(f".{counter}"): value
-            for name, value in project.stats(counter).items()
-            if name.startswith("cluster.") and name.endswith(f".{counter}")}
+    return {
+        name.removeprefix("cluster.").removesuffix(f".{counter}"): value
+        for name, value in project.stats(counter).items()
+        if name.startswith("cluster.") and name.endswith(f".{counter}")
+    }
 
 
 def mesh_listener_handshakes(project) -> int:
@@ -272,8 +314,11 @@ def mesh_listener_handshakes(project) -> int:
 def test_every_hop_inside_the_mesh_is_mutual_tls(project):
     # every connection Envoy opened to a ShopMesh service was a TLS handshake
     handshakes = cluster_counters(project, "ssl.handshake")
-    connections = {name: count for name, count in cluster_counters(project, "upstream_cx_total").items()
-                   if count and name not in ("otel_collector", "jwks")}
+    connections = {
+        name: count
+        for name, count in cluster_counters(project, "upstream_cx_total").items()
+        if count and name not in ("otel_collector", "jwks")
+    }
     assert {"orders", "inventory", "notifications"} <= set(connections)
     assert all(handshakes.get(name, 0) > 0 for name in connections), (handshakes, connections)
     # and the services called Envoy's mesh listener over TLS too (Reserve, the event stream)
@@ -297,8 +342,9 @@ def certificate_in(project, container: str, name: str) -> x509.Certificate:
 
 
 def envoy_presents(project, cert: x509.Certificate) -> bool:
-    return any(int(chain.get("serial_number", "0"), 16) == cert.serial_number
-               for chain in project.served_certificates())
+    return any(
+        int(chain.get("serial_number", "0"), 16) == cert.serial_number for chain in project.served_certificates()
+    )
 
 
 def wait_presented(project, cert: x509.Certificate, timeout: float = 30) -> bool:
@@ -348,18 +394,34 @@ def test_identities_rotate_and_take_the_operators_own_ca_while_everything_runs(p
     project.podman("start", project.container("orders", 2))
     project.wait_healthy([project.container("orders", 2)])
     project.wait_routed(REPLICAS)
-    project.wait_resolvable("envoy", [project.container(name) for name in SERVICE_ADDRESSES]
-                            + [project.container("orders", 2)])
+    project.wait_resolvable(
+        "envoy", [project.container(name) for name in SERVICE_ADDRESSES] + [project.container("orders", 2)]
+    )
 
     # the override compose.yaml describes, with a CA made here and owned by the image's user
     uid = int(project.compose("run", "--rm", "--entrypoint", "id", "mesh-identity", "-u", timeout=300).split()[-1])
     ca = own_ca(tmp_path / "mesh-ca", uid)
     override = tmp_path / "compose.mesh-ca.yaml"
-    override.write_text(yaml.safe_dump({"services": {"mesh-identity": {
-        "entrypoint": ["/opt/shopmesh/bin/python", "-m", "devmesh.mesh_identity",
-                       "--ca-cert", "/run/mesh-ca/ca.pem", "--ca-key", "/run/mesh-ca/ca-key.pem"],
-        "volumes": [f"{tmp_path / 'mesh-ca'}:/run/mesh-ca:ro"],
-    }}}))
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "services": {
+                    "mesh-identity": {
+                        "entrypoint": [
+                            "/opt/shopmesh/bin/python",
+                            "-m",
+                            "devmesh.mesh_identity",
+                            "--ca-cert",
+                            "/run/mesh-ca/ca.pem",
+                            "--ca-key",
+                            "/run/mesh-ca/ca-key.pem",
+                        ],
+                        "volumes": [f"{tmp_path / 'mesh-ca'}:/run/mesh-ca:ro"],
+                    }
+                }
+            }
+        )
+    )
     handshakes = mesh_listener_handshakes(project)
     project.compose("run", "--rm", "mesh-identity", timeout=300, overrides=[override])
     signed = {name: certificate_in(project, project.container(name), name) for name in first}
@@ -373,8 +435,13 @@ def test_identities_rotate_and_take_the_operators_own_ca_while_everything_runs(p
     project.wait_healthy([project.container(s) for s in SERVICE_ADDRESSES] + [project.container("orders", 2)])
     channel, orders_stub, _, _ = stubs(project)
     with channel:
-        placed = eventually(lambda: [orders_stub.CreateOrder(
-            new_order("own-ca@example.com"), timeout=30, credentials=customer(project, "own-ca@example.com"))])
+        placed = eventually(
+            lambda: [
+                orders_stub.CreateOrder(
+                    new_order("own-ca@example.com"), timeout=30, credentials=customer(project, "own-ca@example.com")
+                )
+            ]
+        )
         assert placed and placed[0].order_id
     assert eventually(lambda: [e for e in emails(project) if e["to"] == "own-ca@example.com"])
     assert mesh_listener_handshakes(project) > handshakes

@@ -30,7 +30,11 @@ BUF_BREAKS = {
 }
 COMPATIBLE = {
     "added field": (INVENTORY, PRODUCT_LAST_FIELD, PRODUCT_LAST_FIELD + "  string brand = 7;\n"),
-    "added method": (INVENTORY, RELEASE_STOCK, RELEASE_STOCK + "  rpc FindProduct(GetProductRequest) returns (Product);\n"),
+    "added method": (
+        INVENTORY,
+        RELEASE_STOCK,
+        RELEASE_STOCK + "  rpc FindProduct(GetProductRequest) returns (Product);\n",
+    ),
     "added method with a REST rule": (
         INVENTORY,
         RELEASE_STOCK,

@@ -173,7 +173,11 @@ def rest(mesh, operator_token):
 def run_bench(arguments: list[str], timeout: float) -> str:
     """`python -m bench` with arguments, as a user runs it; its output, once it exited 0."""
     bench = subprocess.Popen(
-        [sys.executable, "-m", "bench", *arguments], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "bench", *arguments],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         output, _ = bench.communicate(timeout=timeout)

@@ -13,8 +13,11 @@ MANY = 10_000
 def test_ten_thousand_items_over_rest_are_a_bounded_invalid_argument(rest, new_product):
     product_id = new_product(5)
     before = rest("GET", f"/v1/products/{product_id}/stock").body
-    reply = rest("POST", "/v1/orders", {"customerEmail": "big@example.com",
-                                        "items": [{"productId": product_id, "quantity": 1}] * MANY})
+    reply = rest(
+        "POST",
+        "/v1/orders",
+        {"customerEmail": "big@example.com", "items": [{"productId": product_id, "quantity": 1}] * MANY},
+    )
     assert (reply.status, reply.body["code"]) == (400, 3), reply.body
     assert "must list at most 100 items" in reply.body["message"]
     violations = next(d for d in reply.body["details"] if d["@type"].endswith("BadRequest"))["fieldViolations"]
@@ -24,8 +27,9 @@ def test_ten_thousand_items_over_rest_are_a_bounded_invalid_argument(rest, new_p
 
 def test_ten_thousand_items_over_grpc_are_a_bounded_invalid_argument(public, new_product):
     product_id = new_product(5)
-    request = pb.CreateOrderRequest(customer_email="big@example.com",
-                                    items=[pb.OrderItemRequest(product_id=product_id, quantity=1)] * MANY)
+    request = pb.CreateOrderRequest(
+        customer_email="big@example.com", items=[pb.OrderItemRequest(product_id=product_id, quantity=1)] * MANY
+    )
     with pytest.raises(grpc.RpcError) as raised:
         public.orders.CreateOrder(request, timeout=15)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -12,20 +12,42 @@ from tests.e2e.conftest import run_bench
 pytestmark = pytest.mark.e2e
 
 SCENARIOS = {
-    "echo gRPC direct (plaintext)", "echo gRPC via Envoy", "echo gRPC via Envoy, anonymous GetProduct (no token check)",
-    "echo gRPC via Envoy, plaintext upstream (no mTLS)", "echo REST via Envoy", "GetOrder gRPC", "ListOrders gRPC (50)", "CreateOrder gRPC", "CreateOrder REST",
+    "echo gRPC direct (plaintext)",
+    "echo gRPC via Envoy",
+    "echo gRPC via Envoy, anonymous GetProduct (no token check)",
+    "echo gRPC via Envoy, plaintext upstream (no mTLS)",
+    "echo REST via Envoy",
+    "GetOrder gRPC",
+    "ListOrders gRPC (50)",
+    "CreateOrder gRPC",
+    "CreateOrder REST",
     "CreateOrder gRPC at half rate",
     # the wide shape (16 connections x 16 streams), each a ratio to the anchor at that shape
-    "echo gRPC via Envoy, 16x16", "GetOrder gRPC, 16x16", "CreateOrder gRPC, 16x16",
+    "echo gRPC via Envoy, 16x16",
+    "GetOrder gRPC, 16x16",
+    "CreateOrder gRPC, 16x16",
 }
 
 
 def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
     output = run_bench(
         [
-            "--pg", PG_URL, "--out", str(tmp_path),
-            "--duration", "1", "--warmup", "0.5", "--watchers", "40", "--watcher-connections", "4",
-            "--lag-orders", "10", "--profile-seconds", "1",
+            "--pg",
+            PG_URL,
+            "--out",
+            str(tmp_path),
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--watchers",
+            "40",
+            "--watcher-connections",
+            "4",
+            "--lag-orders",
+            "10",
+            "--profile-seconds",
+            "1",
         ],
         timeout=240,
     )
@@ -47,10 +69,15 @@ def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
         assert [lag["missing"] for lag in results["notification_lag"][backend]] == [0, 0]
         assert results["profile"][backend], "py-spy sampled nothing"
     assert all(m["rps"] > 0 and m["ratio"] > 0 for m in results["measurements"])
-    assert {t["name"] for t in results["targets"]} >= {"GetOrder rps / echo via Envoy", "GetOrder rps / echo via Envoy, 16x16"}
+    assert {t["name"] for t in results["targets"]} >= {
+        "GetOrder rps / echo via Envoy",
+        "GetOrder rps / echo via Envoy, 16x16",
+    }
     anchors = {m["scenario"]: m["rps"] for m in results["measurements"] if m["target"] == "echo"}
     for m in results["measurements"]:
-        assert m["anchor"] == ("echo gRPC via Envoy, 16x16" if m["scenario"].endswith("16x16") else "echo gRPC via Envoy")
+        assert m["anchor"] == (
+            "echo gRPC via Envoy, 16x16" if m["scenario"].endswith("16x16") else "echo gRPC via Envoy"
+        )
         assert m["ratio"] == pytest.approx(m["rps"] / anchors[m["anchor"]])
     check = results["jwt_check"]
     assert check["envoy_us_with_token"] > 0 and check["envoy_us_anonymous"] > 0

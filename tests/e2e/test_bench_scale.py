@@ -19,17 +19,34 @@ WATCHERS = 50
 def test_a_short_scale_table_on_sqlite(tmp_path):
     output = run_bench(
         [
-            "--scale", "--scale-backends", "sqlite", "--out", str(tmp_path),
-            "--scale-sizes", ",".join(map(str, SIZES)), "--scale-backlog", str(BACKLOG),
-            "--scale-watchers", str(WATCHERS), "--scale-duration", "1", "--scale-warmup", "0.5",
+            "--scale",
+            "--scale-backends",
+            "sqlite",
+            "--out",
+            str(tmp_path),
+            "--scale-sizes",
+            ",".join(map(str, SIZES)),
+            "--scale-backlog",
+            str(BACKLOG),
+            "--scale-watchers",
+            str(WATCHERS),
+            "--scale-duration",
+            "1",
+            "--scale-warmup",
+            "0.5",
         ],
         timeout=150,
     )
     assert "No call failed, no event or email went missing." in output
     assert "Scale table run time:" in output
     rows = [line for line in output.splitlines() if line.startswith("| sqlite")]
-    for figure in ("GetOrder calls/s", "ListOrders (first page of 50) calls/s", "CreateOrder calls/s",
-                   "StreamOrderEvents catch-up from 0, events/s", f"WatchOrder all {WATCHERS} notified, ms"):
+    for figure in (
+        "GetOrder calls/s",
+        "ListOrders (first page of 50) calls/s",
+        "CreateOrder calls/s",
+        "StreamOrderEvents catch-up from 0, events/s",
+        f"WatchOrder all {WATCHERS} notified, ms",
+    ):
         [row] = [row for row in rows if f"| {figure} " in row]
         # a figure at each size, and the growth against the first
         assert row.count("|") == 2 + len(SIZES) + 2 and "x1.00, x" in row, row

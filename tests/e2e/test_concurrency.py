@@ -112,7 +112,9 @@ async def test_one_request_id_sent_20_times_at_once_is_one_order(mesh, public, n
     assert len({r.order_id for r in results}) == 1
     assert reservation_count(mesh, results[0].order_id) == 1
     assert stock(public, product_id) == 7
-    listed = public.orders.ListOrders(pb.ListOrdersRequest(customer_email="load@example.com", page_size=1000), timeout=10)
+    listed = public.orders.ListOrders(
+        pb.ListOrdersRequest(customer_email="load@example.com", page_size=1000), timeout=10
+    )
     assert sum(o.order_id == results[0].order_id for o in listed.orders) == 1
 
 
@@ -123,8 +125,10 @@ async def test_a_repeated_reservation_takes_stock_once(mesh, public, new_product
         reservation_id=unique("res"), items=[inventory_pb2.ReservationItem(product_id=product_id, quantity=4)]
     )
     mesh_listener = mesh.layout.mesh
-    async with mesh.layout.aio_channel(mesh_listener, "envoy", "orders") as first, \
-            mesh.layout.aio_channel(mesh_listener, "envoy", "orders") as second:
+    async with (
+        mesh.layout.aio_channel(mesh_listener, "envoy", "orders") as first,
+        mesh.layout.aio_channel(mesh_listener, "envoy", "orders") as second,
+    ):
         replies = await asyncio.gather(
             inventory_pb2_grpc.InventoryServiceStub(first).ReserveStock(request, timeout=10),
             inventory_pb2_grpc.InventoryServiceStub(second).ReserveStock(request, timeout=10),

@@ -49,7 +49,10 @@ async def test_sigkill_loses_no_acknowledged_order(crash_mesh, victim):
         await inventory.CreateProduct(
             inventory_pb2.CreateProductRequest(
                 product=inventory_pb2.Product(
-                    product_id=product_id, title="durable", price={"currency_code": "EUR", "units": 1}, available=INITIAL_STOCK
+                    product_id=product_id,
+                    title="durable",
+                    price={"currency_code": "EUR", "units": 1},
+                    available=INITIAL_STOCK,
                 )
             ),
             timeout=10,

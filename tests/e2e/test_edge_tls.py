@@ -22,8 +22,14 @@ def curl(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("version", ["--http2", "--http1.1"])
 def test_curl_with_the_ca_reads_the_catalogue(mesh, host, version):
     port = mesh.layout.public_tls.rsplit(":", 1)[1]
-    reply = curl(version, "--cacert", str(mesh.layout.credentials.ca), "-w", "\\n%{http_version}",
-                 f"https://{host}:{port}/v1/products")
+    reply = curl(
+        version,
+        "--cacert",
+        str(mesh.layout.credentials.ca),
+        "-w",
+        "\\n%{http_version}",
+        f"https://{host}:{port}/v1/products",
+    )
     assert reply.returncode == 0, reply.stderr
     body, http_version = reply.stdout.rsplit("\n", 1)
     assert '"products"' in body

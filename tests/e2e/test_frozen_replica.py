@@ -94,5 +94,7 @@ def test_streams_leave_a_frozen_replica_within_seconds(two_order_replicas, new_p
         placed = {place(stubs, product_id) for _ in range(5)}
         assert settles(lambda: sent(stubs, placed), timeout=MOVE_SECONDS)
         emailed = time.monotonic() - stopped
-    print(f"frozen replica out of rotation after {unrouted:.1f} s, its streams moved after {moved:.1f} s; "
-          f"orders placed then emailed {emailed:.1f} s after the freeze")
+    print(
+        f"frozen replica out of rotation after {unrouted:.1f} s, its streams moved after {moved:.1f} s; "
+        f"orders placed then emailed {emailed:.1f} s after the freeze"
+    )

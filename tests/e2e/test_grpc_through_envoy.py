@@ -70,7 +70,11 @@ def test_repeated_request_id_creates_one_order(public, new_product):
     product_id = new_product(10)
     request_id = unique("req")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        orders = list(pool.map(lambda _: public.orders.CreateOrder(order_request(product_id, 2, request_id), timeout=10), range(8)))
+        orders = list(
+            pool.map(
+                lambda _: public.orders.CreateOrder(order_request(product_id, 2, request_id), timeout=10), range(8)
+            )
+        )
     assert len({o.order_id for o in orders}) == 1
     assert stock(public, product_id) == 8
 
@@ -92,7 +96,12 @@ def test_bad_input_gets_invalid_argument(public):
 @pytest.mark.parametrize(
     "call, request_message",
     [
-        ("ReserveStock", inventory_pb2.ReserveStockRequest(reservation_id="x", items=[inventory_pb2.ReservationItem(product_id="A", quantity=1)])),
+        (
+            "ReserveStock",
+            inventory_pb2.ReserveStockRequest(
+                reservation_id="x", items=[inventory_pb2.ReservationItem(product_id="A", quantity=1)]
+            ),
+        ),
         ("ReleaseStock", inventory_pb2.ReleaseStockRequest(reservation_id="x")),
     ],
 )

@@ -13,8 +13,9 @@ from tests.e2e.conftest import unique
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
-def grpcurl(mesh, *args: str, data: dict | None = None, token: str | None = None, tls: bool = False,
-            ca: bool = True) -> subprocess.CompletedProcess:
+def grpcurl(
+    mesh, *args: str, data: dict | None = None, token: str | None = None, tls: bool = False, ca: bool = True
+) -> subprocess.CompletedProcess:
     """grpcurl as a user types it: anonymous unless a token is given; over TLS with the
     development CA (-cacert) when tls is set."""
     command = [GRPCURL, "-max-time", "15"]
@@ -52,7 +53,10 @@ def test_health_answers_through_the_public_listener(mesh):
 def test_describe_shows_the_methods(mesh):
     described = grpcurl(mesh, "describe", "shopmesh.orders.v1.OrderService")
     assert described.returncode == 0, described.stderr
-    assert "rpc CreateOrder ( .shopmesh.orders.v1.CreateOrderRequest ) returns ( .shopmesh.orders.v1.Order )" in described.stdout
+    assert (
+        "rpc CreateOrder ( .shopmesh.orders.v1.CreateOrderRequest ) returns ( .shopmesh.orders.v1.Order )"
+        in described.stdout
+    )
     assert 'get:"/v1/orders/{order_id}"' in described.stdout
 
 
@@ -62,7 +66,14 @@ def test_an_operator_stocks_a_product_and_a_customer_orders_it(mesh, tls):
     created = grpcurl(
         mesh,
         "shopmesh.inventory.v1.InventoryService/CreateProduct",
-        data={"product": {"product_id": product_id, "title": "grpcurl product", "price": {"currency_code": "EUR", "units": 2}, "available": 5}},
+        data={
+            "product": {
+                "product_id": product_id,
+                "title": "grpcurl product",
+                "price": {"currency_code": "EUR", "units": 2},
+                "available": 5,
+            }
+        },
         token=mesh.token("ops@example.com", ["operator"]),
         tls=tls,
     )
@@ -70,15 +81,20 @@ def test_an_operator_stocks_a_product_and_a_customer_orders_it(mesh, tls):
     gus = mesh.token("gus@example.com", ["customer"])
     # no customer_email: a customer orders for the email of their token
     placed = grpcurl(
-        mesh, "shopmesh.orders.v1.OrderService/CreateOrder",
-        data={"items": [{"product_id": product_id, "quantity": 2}]}, token=gus, tls=tls,
+        mesh,
+        "shopmesh.orders.v1.OrderService/CreateOrder",
+        data={"items": [{"product_id": product_id, "quantity": 2}]},
+        token=gus,
+        tls=tls,
     )
     assert placed.returncode == 0, placed.stderr
     order = json.loads(placed.stdout)
     assert order["status"] == "ORDER_STATUS_PENDING" and order["total"]["units"] == "4"
     assert order["customer_email"] == "gus@example.com"
     # grpcurl prints the proto field names.
-    fetched = grpcurl(mesh, "shopmesh.orders.v1.OrderService/GetOrder", data={"order_id": order["order_id"]}, token=gus, tls=tls)
+    fetched = grpcurl(
+        mesh, "shopmesh.orders.v1.OrderService/GetOrder", data={"order_id": order["order_id"]}, token=gus, tls=tls
+    )
     assert json.loads(fetched.stdout)["order_id"] == order["order_id"]
 
 
@@ -108,18 +124,32 @@ def test_an_operator_debugs_a_service_on_its_own_port_with_the_operator_certific
     identity = mesh.layout.mesh_identity.directory("operator")
     address = mesh.layout.address(f"{service.upper()}_LISTEN")
     command = [
-        GRPCURL, "-max-time", "15", "-cacert", str(identity / "ca.pem"), "-cert", str(identity / "cert.pem"),
-        "-key", str(identity / "key.pem"), "-servername", service, address,
+        GRPCURL,
+        "-max-time",
+        "15",
+        "-cacert",
+        str(identity / "ca.pem"),
+        "-cert",
+        str(identity / "cert.pem"),
+        "-key",
+        str(identity / "key.pem"),
+        "-servername",
+        service,
+        address,
     ]
     listed = subprocess.run([*command, "list"], capture_output=True, text=True, timeout=30)
     assert listed.returncode == 0, listed.stderr
     assert f"shopmesh.{service}.v1." in listed.stdout
     health = subprocess.run([*command, "grpc.health.v1.Health/Check"], capture_output=True, text=True, timeout=30)
     assert json.loads(health.stdout) == {"status": "SERVING"}
-    plaintext = subprocess.run([GRPCURL, "-max-time", "5", "-plaintext", address, "list"], capture_output=True, text=True, timeout=30)
+    plaintext = subprocess.run(
+        [GRPCURL, "-max-time", "5", "-plaintext", address, "list"], capture_output=True, text=True, timeout=30
+    )
     assert plaintext.returncode != 0
     no_certificate = subprocess.run(
         [GRPCURL, "-max-time", "5", "-cacert", str(identity / "ca.pem"), "-servername", service, address, "list"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert no_certificate.returncode != 0

@@ -64,8 +64,12 @@ def provider(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def idp_mesh(request, provider, tmp_path_factory):
     url, _, ca, _ = provider
-    env = {"SHOPMESH_JWKS_URL": url, "SHOPMESH_JWKS_CA": str(ca), "SHOPMESH_JWT_ISSUER": ISSUER,
-           "SHOPMESH_JWT_ROLES_CLAIM": "realm_access.roles"}
+    env = {
+        "SHOPMESH_JWKS_URL": url,
+        "SHOPMESH_JWKS_CA": str(ca),
+        "SHOPMESH_JWT_ISSUER": ISSUER,
+        "SHOPMESH_JWT_ROLES_CLAIM": "realm_access.roles",
+    }
     yield from start_mesh(request, tmp_path_factory.mktemp("idp-mesh"), "sqlite", env)
 
 
@@ -77,7 +81,14 @@ def test_tokens_of_the_provider_are_accepted_and_the_development_key_is_not(idp_
     product_id = unique("IDP")
     with client.channel(mesh.layout.public, operator) as channel:
         stubs_for(channel).inventory.CreateProduct(
-            inventory_pb2.CreateProductRequest(product={"product_id": product_id, "title": "idp", "price": {"currency_code": "EUR", "units": 1}, "available": 3}),
+            inventory_pb2.CreateProductRequest(
+                product={
+                    "product_id": product_id,
+                    "title": "idp",
+                    "price": {"currency_code": "EUR", "units": 1},
+                    "available": 3,
+                }
+            ),
             timeout=10,
         )
     with client.channel(mesh.layout.public, customer) as channel:
@@ -100,8 +111,14 @@ def test_tokens_of_the_provider_are_accepted_and_the_development_key_is_not(idp_
 
 def test_an_expired_provider_token_is_refused(idp_mesh, provider):
     mesh, (_, key, _, _) = idp_mesh, provider
-    expired = tokens.mint(key, params_from_env(mesh.layout.env), "ops@shop.test", ["operator"], 60,
-                          now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    expired = tokens.mint(
+        key,
+        params_from_env(mesh.layout.env),
+        "ops@shop.test",
+        ["operator"],
+        60,
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+    )
     with client.channel(mesh.layout.public, expired) as channel, pytest.raises(grpc.RpcError) as raised:
         stubs_for(channel).orders.ListOrders(pb.ListOrdersRequest(), timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED

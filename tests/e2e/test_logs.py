@@ -23,7 +23,8 @@ def rpc_lines(mesh, service: str, request_id: str) -> list[dict]:
 def test_one_line_per_call_with_the_request_id_across_services(mesh, rest, new_product):
     request_id = unique("rid")
     reply = rest(
-        "POST", "/v1/orders",
+        "POST",
+        "/v1/orders",
         {"customerEmail": "log@example.com", "items": [{"productId": new_product(1), "quantity": 1}]},
         headers={"x-request-id": request_id},
     )

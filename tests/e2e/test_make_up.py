@@ -13,7 +13,12 @@ from devmesh.launcher import ROOT, Layout
 
 def start(env: dict) -> tuple[subprocess.Popen, list[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "devmesh"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "devmesh"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     ready = threading.Event()
@@ -61,6 +66,13 @@ def test_up_loads_demo_data_once_and_ctrl_c_stops_everything(tmp_path):
         # Demo products only go into an empty catalogue: the second start finds them.
         assert ("Loaded demo products" in output) == (attempt == 0)
         assert "Stopped: envoy (exit 0), notifications (exit 0), orders (exit 0), inventory (exit 0)" in output
-        for name in ("ENVOY_PUBLIC_LISTEN", "MESH_ADDRESS", "ENVOY_ADMIN_LISTEN", "ORDERS_LISTEN", "INVENTORY_LISTEN", "NOTIFICATIONS_LISTEN"):
+        for name in (
+            "ENVOY_PUBLIC_LISTEN",
+            "MESH_ADDRESS",
+            "ENVOY_ADMIN_LISTEN",
+            "ORDERS_LISTEN",
+            "INVENTORY_LISTEN",
+            "NOTIFICATIONS_LISTEN",
+        ):
             assert refused(layout.address(name)), f"{name} still answers after Ctrl-C"
     assert (tmp_path / "inventory.db").exists() and (tmp_path / "credentials" / "auth" / "signing-key.pem").exists()

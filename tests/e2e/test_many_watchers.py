@@ -26,7 +26,9 @@ async def p99_of_get_order(stub, order_id: str) -> float:
 async def test_a_thousand_idle_watchers(mesh, public, new_product):
     product_id = new_product(10)
     order = public.orders.CreateOrder(
-        pb.CreateOrderRequest(customer_email="many@example.com", items=[pb.OrderItemRequest(product_id=product_id, quantity=1)]),
+        pb.CreateOrderRequest(
+            customer_email="many@example.com", items=[pb.OrderItemRequest(product_id=product_id, quantity=1)]
+        ),
         timeout=10,
     )
     channels = [client.aio_channel(mesh.layout.public, mesh.token()) for _ in range(CONNECTIONS)]
@@ -37,7 +39,9 @@ async def test_a_thousand_idle_watchers(mesh, public, new_product):
         await p99_of_get_order(probe_stub, order.order_id)  # warm up
         idle_p99 = await p99_of_get_order(probe_stub, order.order_id)
 
-        streams = [stubs[i % CONNECTIONS].WatchOrder(pb.WatchOrderRequest(order_id=order.order_id)) for i in range(WATCHERS)]
+        streams = [
+            stubs[i % CONNECTIONS].WatchOrder(pb.WatchOrderRequest(order_id=order.order_id)) for i in range(WATCHERS)
+        ]
         firsts = await asyncio.wait_for(asyncio.gather(*(s.read() for s in streams)), 60)
         assert {m.status for m in firsts} == {pb.ORDER_STATUS_PENDING}
 
@@ -50,7 +54,10 @@ async def test_a_thousand_idle_watchers(mesh, public, new_product):
         seconds = await asyncio.wait_for(asyncio.gather(*(s.read() for s in streams)), 30)
         fan_out = time.perf_counter() - started
         assert {m.status for m in seconds} == {pb.ORDER_STATUS_CONFIRMED}
-        print(f"idle p99 {idle_p99 * 1000:.2f} ms, with {WATCHERS} watchers {loaded_p99 * 1000:.2f} ms, fan-out {fan_out * 1000:.0f} ms")
+        print(
+            f"idle p99 {idle_p99 * 1000:.2f} ms, with {WATCHERS} watchers {loaded_p99 * 1000:.2f} ms, "
+            f"fan-out {fan_out * 1000:.0f} ms"
+        )
         for stream in streams:
             stream.cancel()
     finally:

@@ -61,7 +61,9 @@ def test_a_service_port_refuses_plaintext_and_another_cas_certificates(mesh, str
         assert code_of(lambda: health(plaintext)) == grpc.StatusCode.UNAVAILABLE
     for name in ("envoy", "operator"):
         forged = mesh_tls.MeshTls(stranger.directory(name), name)
-        with grpc.secure_channel(address, forged.channel_credentials(), [mesh_tls.server_name_option(service)]) as other:
+        with grpc.secure_channel(
+            address, forged.channel_credentials(), [mesh_tls.server_name_option(service)]
+        ) as other:
             assert code_of(lambda: health(other)) == grpc.StatusCode.UNAVAILABLE
     with mesh.layout.channel(address, service, caller="operator") as operator:
         health(operator)
@@ -71,9 +73,13 @@ def test_the_mesh_listener_refuses_plaintext_and_another_cas_certificates(mesh, 
     with grpc.insecure_channel(mesh.layout.mesh) as plaintext:
         assert code_of(lambda: health(plaintext)) == grpc.StatusCode.UNAVAILABLE
     forged = mesh_tls.MeshTls(stranger.directory("orders"), "orders")
-    with grpc.secure_channel(mesh.layout.mesh, forged.channel_credentials(), [mesh_tls.server_name_option("envoy")]) as other:
+    with grpc.secure_channel(
+        mesh.layout.mesh, forged.channel_credentials(), [mesh_tls.server_name_option("envoy")]
+    ) as other:
         request = inventory_pb2.ReserveStockRequest(reservation_id=unique("r"))
-        assert code_of(lambda: stubs_for(other).inventory.ReserveStock(request, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+        assert (
+            code_of(lambda: stubs_for(other).inventory.ReserveStock(request, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+        )
 
 
 @pytest.mark.parametrize("caller", ["orders", "inventory", "notifications", "operator", "envoy"])
@@ -116,7 +122,10 @@ def test_forged_caller_headers_count_only_from_envoys_certificate(mesh, public, 
     request = pb.GetOrderRequest(order_id=order.order_id)
     address = mesh.layout.address("ORDERS_LISTEN")
     with mesh.layout.channel(address, "orders", caller="envoy") as channel:
-        assert code_of(lambda: stubs_for(channel).orders.GetOrder(request, timeout=10, metadata=AS_BOB)) == grpc.StatusCode.NOT_FOUND
+        assert (
+            code_of(lambda: stubs_for(channel).orders.GetOrder(request, timeout=10, metadata=AS_BOB))
+            == grpc.StatusCode.NOT_FOUND
+        )
     with mesh.layout.channel(address, "orders", caller="operator") as channel:
         assert stubs_for(channel).orders.GetOrder(request, timeout=10, metadata=AS_BOB).customer_email == ANN
     for caller in ("inventory", "notifications"):
@@ -126,8 +135,10 @@ def test_forged_caller_headers_count_only_from_envoys_certificate(mesh, public, 
 
 
 def test_every_cluster_envoy_calls_speaks_tls(mesh, public, new_product):
-    public.orders.CreateOrder(pb.CreateOrderRequest(
-        customer_email=ANN, items=[pb.OrderItemRequest(product_id=new_product(1), quantity=1)]), timeout=10)
+    public.orders.CreateOrder(
+        pb.CreateOrderRequest(customer_email=ANN, items=[pb.OrderItemRequest(product_id=new_product(1), quantity=1)]),
+        timeout=10,
+    )
     stats = json.loads(mesh.admin_get("/stats?format=json&filter=(ssl.handshake|upstream_cx_total)$"))["stats"]
     counters = {item["name"]: item["value"] for item in stats if "value" in item}
     for cluster in CLUSTERS:
@@ -157,9 +168,17 @@ def test_every_certificate_and_the_ca_rotated_under_load_fail_no_call(rotating_m
     token = mesh.token(ANN, ["customer"])
     with client.channel(layout.public, mesh.token()) as operator_channel:
         product_id = unique("ROT")
-        stubs_for(operator_channel).inventory.CreateProduct(inventory_pb2.CreateProductRequest(product=inventory_pb2.Product(
-            product_id=product_id, title="Rotation", price=money_pb2.Money(currency_code="EUR", units=1), available=100_000,
-        )), timeout=10)
+        stubs_for(operator_channel).inventory.CreateProduct(
+            inventory_pb2.CreateProductRequest(
+                product=inventory_pb2.Product(
+                    product_id=product_id,
+                    title="Rotation",
+                    price=money_pb2.Money(currency_code="EUR", units=1),
+                    available=100_000,
+                )
+            ),
+            timeout=10,
+        )
     done, calls, failures = threading.Event(), [], []
 
     def load() -> None:
@@ -167,16 +186,19 @@ def test_every_certificate_and_the_ca_rotated_under_load_fail_no_call(rotating_m
             orders = stubs_for(channel).orders
             while not done.is_set():
                 try:
-                    order = orders.CreateOrder(pb.CreateOrderRequest(
-                        items=[pb.OrderItemRequest(product_id=product_id, quantity=1)]), timeout=10)
+                    order = orders.CreateOrder(
+                        pb.CreateOrderRequest(items=[pb.OrderItemRequest(product_id=product_id, quantity=1)]),
+                        timeout=10,
+                    )
                     orders.GetOrder(pb.GetOrderRequest(order_id=order.order_id), timeout=10)
                     calls.append(2)
                 except grpc.RpcError as error:
                     failures.append(f"{error.code().name}: {error.details()}")
 
     with client.channel(layout.public, token) as watch_channel:
-        watched = stubs_for(watch_channel).orders.CreateOrder(pb.CreateOrderRequest(
-            items=[pb.OrderItemRequest(product_id=product_id, quantity=1)]), timeout=10)
+        watched = stubs_for(watch_channel).orders.CreateOrder(
+            pb.CreateOrderRequest(items=[pb.OrderItemRequest(product_id=product_id, quantity=1)]), timeout=10
+        )
         watch = stubs_for(watch_channel).orders.WatchOrder(pb.WatchOrderRequest(order_id=watched.order_id), timeout=60)
         assert next(watch).status == pb.ORDER_STATUS_PENDING
         loaders = [threading.Thread(target=load) for _ in range(4)]
@@ -199,7 +221,9 @@ def test_every_certificate_and_the_ca_rotated_under_load_fail_no_call(rotating_m
             for thread in loaders:
                 thread.join(30)
         with client.channel(layout.public, mesh.token()) as operator_channel:
-            stubs_for(operator_channel).orders.ConfirmOrder(pb.ConfirmOrderRequest(order_id=watched.order_id), timeout=10)
+            stubs_for(operator_channel).orders.ConfirmOrder(
+                pb.ConfirmOrderRequest(order_id=watched.order_id), timeout=10
+            )
         assert next(watch).status == pb.ORDER_STATUS_CONFIRMED  # the watch lived through it
         watch.cancel()
     assert failures == [] and sum(calls) > 20, (len(calls), failures[:5])

@@ -45,7 +45,9 @@ def place_orders(stubs, product_id: str, count: int, workers: int = 6) -> list[s
 def all_notifications(stubs) -> list:
     found, token = [], ""
     while True:
-        page = stubs.notifications.ListNotifications(npb.ListNotificationsRequest(page_size=1000, page_token=token), timeout=10)
+        page = stubs.notifications.ListNotifications(
+            npb.ListNotificationsRequest(page_size=1000, page_token=token), timeout=10
+        )
         found += page.notifications
         token = page.next_page_token
         if not token:

@@ -33,7 +33,7 @@ def notification_database_refusing_to_record_a_send(path) -> None:
     db = Database(f"sqlite:///{path}")
     migrations.upgrade(db, "notifications")
     asyncio.run(db.close())
-    due = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=SEND_AFTER_SECONDS)).replace(tzinfo=None)
+    due = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=SEND_AFTER_SECONDS)).replace(tzinfo=None)
     with sqlite3.connect(path) as connection:
         connection.execute(
             "INSERT INTO notifications (order_id, event_sequence, recipient, subject, body, status, attempts,"
@@ -50,9 +50,7 @@ def notification_database_refusing_to_record_a_send(path) -> None:
 
 
 def statuses(health: health_pb2_grpc.HealthStub) -> set:
-    return {
-        health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2).status for name in ("", SERVICE_NAME)
-    }
+    return {health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2).status for name in ("", SERVICE_NAME)}
 
 
 def test_a_failed_background_task_makes_health_not_serving_and_the_process_exit_1(tmp_path):
@@ -63,7 +61,9 @@ def test_a_failed_background_task_makes_health_not_serving_and_the_process_exit_
         [sys.executable, "-m", "notifications"],
         cwd=ROOT,
         env={
-            "PATH": "/usr/bin:/bin", "SHOPMESH_DATA_DIR": str(tmp_path), "NOTIFICATIONS_LISTEN": address,
+            "PATH": "/usr/bin:/bin",
+            "SHOPMESH_DATA_DIR": str(tmp_path),
+            "NOTIFICATIONS_LISTEN": address,
             # nothing there: the consumer waits for it, the sender works alone
             "MESH_ADDRESS": f"127.0.0.1:{free_port()}",
             "SHUTDOWN_DRAIN_SECONDS": "2",

@@ -50,12 +50,19 @@ def test_inventory_down_is_unavailable_in_shopmesh_words_and_envoys_text_is_logg
 
     rest_id = unique("rid")
     reply = http_call(
-        f"http://{mesh.layout.public}/v1/orders", "POST",
+        f"http://{mesh.layout.public}/v1/orders",
+        "POST",
         {"customerEmail": "fault@example.com", "items": [{"productId": product_id, "quantity": 1}]},
-        headers={"x-request-id": rest_id}, token=mesh.token(),
+        headers={"x-request-id": rest_id},
+        token=mesh.token(),
     )
     assert (reply.status, reply.body["code"], reply.body["message"]) == (
-        503, 14, "inventory is unavailable; try again later"
+        503,
+        14,
+        "inventory is unavailable; try again later",
     )
     assert peer_failures(mesh, rest_id)
-    print(f"inventory down: UNAVAILABLE in ShopMesh's words after {seconds * 1000:.0f} ms; logged: {logged['peer_details']!r}")
+    print(
+        f"inventory down: UNAVAILABLE in ShopMesh's words after {seconds * 1000:.0f} ms; "
+        f"logged: {logged['peer_details']!r}"
+    )

@@ -39,8 +39,11 @@ def environment(home: Path, *requirements: str) -> Path:
     """A virtual environment without system packages, with requirements installed; its python."""
     venv.create(home, with_pip=True, system_site_packages=False)
     python = home / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
-                   check=True, timeout=600)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
+        check=True,
+        timeout=600,
+    )
     return python
 
 
@@ -65,8 +68,13 @@ def test_the_wheel_holds_the_stubs_their_types_and_protos_and_nothing_of_the_ser
 
 
 def test_the_wheel_brings_only_the_stubs_and_their_three_dependencies(clean):
-    listed = subprocess.run([clean, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
-                            capture_output=True, text=True, check=True, timeout=60).stdout
+    listed = subprocess.run(
+        [clean, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     names = {re.split(r"[=<>]", line)[0].lower().replace("_", "-") for line in listed.split()}
     assert {"shopmesh-api", "grpcio", "protobuf", "googleapis-common-protos"} <= names <= ALLOWED, names
     imports = "import shopmesh.orders.v1.orders_pb2_grpc, shopmesh_api; import sqlalchemy"
@@ -77,8 +85,11 @@ def test_the_wheel_brings_only_the_stubs_and_their_three_dependencies(clean):
 def test_the_declared_floors_are_the_real_ones(wheel, tmp_path):
     python = environment(tmp_path / "venv", str(wheel), *FLOORS)
     subprocess.run([python, "-c", IMPORT_ALL], check=True, cwd="/", timeout=60)
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "protobuf==7.34.0"], check=True, timeout=600)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "protobuf==7.34.0"],
+        check=True,
+        timeout=600,
+    )
     older = subprocess.run([python, "-c", IMPORT_ALL], capture_output=True, text=True, cwd="/", timeout=60)
     assert "gencode 7.35.1 runtime 7.34.0" in older.stderr, older.stderr
 
@@ -88,9 +99,22 @@ def test_the_example_app_places_reads_and_watches_an_order(mesh, new_product, cl
     token = mesh.token("app@example.com", ["customer"])
     app = shutil.copy(EXAMPLE / "shop_client.py", tmp_path)  # away from the repository's packages
     ran = subprocess.run(
-        [clean, app, "--address", mesh.layout.public_tls, "--ca", str(mesh.layout.credentials.ca),
-         "--token", token, "--product", product_id],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            clean,
+            app,
+            "--address",
+            mesh.layout.public_tls,
+            "--ca",
+            str(mesh.layout.credentials.ca),
+            "--token",
+            token,
+            "--product",
+            product_id,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert ran.returncode == 0, ran.stderr
     assert f"refused: STOCK products/{product_id}: requested 1000000, available 5" in ran.stdout, ran.stdout
@@ -99,9 +123,19 @@ def test_the_example_app_places_reads_and_watches_an_order(mesh, new_product, cl
 
 def mypy(clean: Path, directory: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [Path(sys.executable).parent / "mypy", "--python-executable", str(clean), "--config-file",
-         str(EXAMPLE / "mypy.ini"), "--no-incremental", str(directory / "shop_client.py")],
-        capture_output=True, text=True, cwd=directory, timeout=300,
+        [
+            Path(sys.executable).parent / "mypy",
+            "--python-executable",
+            str(clean),
+            "--config-file",
+            str(EXAMPLE / "mypy.ini"),
+            "--no-incremental",
+            str(directory / "shop_client.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=directory,
+        timeout=300,
     )
 
 

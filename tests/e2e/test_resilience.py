@@ -73,7 +73,11 @@ def test_inventory_down_fails_fast_and_recovers_without_restarts(fault_mesh):
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "inventory is unavailable" in raised.value.details()
         assert max(timings) < 1.0, timings
-        status, body = rest_post(mesh, "/v1/orders", {"customerEmail": "fault@example.com", "items": [{"productId": product_id, "quantity": 1}]})
+        status, body = rest_post(
+            mesh,
+            "/v1/orders",
+            {"customerEmail": "fault@example.com", "items": [{"productId": product_id, "quantity": 1}]},
+        )
         assert (status, body["code"]) == (503, 14)
         assert stat(mesh, "cluster.inventory.upstream_cx_connect_fail") > 0
 
@@ -187,7 +191,12 @@ def test_a_burst_over_the_rate_limit_is_refused(fault_mesh):
         # drains them and is refused with 429 and the gRPC code in the body.
         token = mesh.token()
         replies = [
-            http_call(f"http://{mesh.layout.public}/v1/orders", "POST", {"customerEmail": "x@example.com", "items": []}, token=token)
+            http_call(
+                f"http://{mesh.layout.public}/v1/orders",
+                "POST",
+                {"customerEmail": "x@example.com", "items": []},
+                token=token,
+            )
             for _ in range(12)
         ]
         assert (429, 8) in [(reply.status, reply.body["code"]) for reply in replies]
@@ -197,7 +206,9 @@ def test_a_burst_over_the_rate_limit_is_refused(fault_mesh):
 
 
 def test_oversized_bodies_are_refused_at_the_edge(mesh, rest):
-    reply = rest("POST", "/v1/orders", {"customerEmail": "big@example.com", "items": [], "requestId": "x" * (2 * 1024 * 1024)})
+    reply = rest(
+        "POST", "/v1/orders", {"customerEmail": "big@example.com", "items": [], "requestId": "x" * (2 * 1024 * 1024)}
+    )
     assert reply.status == 413
     assert reply.body["code"] == 8
 
@@ -247,13 +258,16 @@ def test_sigterm_drains_without_failing_accepted_calls(fault_mesh):
     assert stat(mesh, "cluster.inventory.health_check.failure") > 0
     assert any(t < exited for t in successes)
     # Every refusal came from Envoy knowing the host was gone, none from a reset or closed port.
-    assert all(code == grpc.StatusCode.UNAVAILABLE and "no healthy upstream" in details for code, details in errors), errors[:5]
+    assert all(code == grpc.StatusCode.UNAVAILABLE and "no healthy upstream" in details for code, details in errors), (
+        errors[:5]
+    )
 
 
 def test_the_request_id_follows_a_call_through_the_mesh(mesh, rest, new_product):
     request_id = f"rid-{time.monotonic_ns()}"
     reply = rest(
-        "POST", "/v1/orders",
+        "POST",
+        "/v1/orders",
         {"customerEmail": "rid@example.com", "items": [{"productId": new_product(1), "quantity": 1}]},
         headers={"x-request-id": request_id},
     )
@@ -265,4 +279,7 @@ def test_the_request_id_follows_a_call_through_the_mesh(mesh, rest, new_product)
         if len(paths) == 2:
             break
         time.sleep(0.2)
-    assert paths == {"/shopmesh.orders.v1.OrderService/CreateOrder", "/shopmesh.inventory.v1.InventoryService/ReserveStock"}
+    assert paths == {
+        "/shopmesh.orders.v1.OrderService/CreateOrder",
+        "/shopmesh.inventory.v1.InventoryService/ReserveStock",
+    }

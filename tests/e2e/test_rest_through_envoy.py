@@ -16,7 +16,12 @@ def rest_product(rest):
         reply = rest(
             "POST",
             "/v1/products",
-            {"productId": product_id, "title": "REST product", "price": {"currencyCode": "EUR", "units": units}, "available": str(available)},
+            {
+                "productId": product_id,
+                "title": "REST product",
+                "price": {"currencyCode": "EUR", "units": units},
+                "available": str(available),
+            },
         )
         assert reply.status == 200, reply.body
         return product_id
@@ -35,7 +40,13 @@ def test_product_create_get_list_restock_and_stock(rest, rest_product):
     restocked = rest("POST", f"/v1/products/{product_id}:restock", {"quantity": "2"})
     assert restocked.status == 200 and restocked.body["available"] == "5"
     stock = rest("GET", f"/v1/products/{product_id}/stock")
-    assert stock.body == {"productId": product_id, "available": "5", "inStock": True, "reserved": "0", "awaitingOrder": "0"}
+    assert stock.body == {
+        "productId": product_id,
+        "available": "5",
+        "inStock": True,
+        "reserved": "0",
+        "awaitingOrder": "0",
+    }
     listed = rest("GET", "/v1/products?page_size=1000")
     assert product_id in [p["productId"] for p in listed.body["products"]]
     assert "nextPageToken" in listed.body
@@ -44,7 +55,9 @@ def test_product_create_get_list_restock_and_stock(rest, rest_product):
 def test_order_create_get_list_cancel(rest, rest_product):
     product_id = rest_product(10)
     email = f"{unique('rest').lower()}@example.com"
-    created = rest("POST", "/v1/orders", {"customerEmail": email, "items": [{"productId": product_id, "quantity": "3"}]})
+    created = rest(
+        "POST", "/v1/orders", {"customerEmail": email, "items": [{"productId": product_id, "quantity": "3"}]}
+    )
     assert created.status == 200, created.body
     order = created.body
     assert order["status"] == "ORDER_STATUS_PENDING"
@@ -60,12 +73,18 @@ def test_order_create_get_list_cancel(rest, rest_product):
 
 def test_snake_case_input_is_accepted_too(rest, rest_product):
     product_id = rest_product(1)
-    created = rest("POST", "/v1/orders", {"customer_email": "bo@example.com", "items": [{"product_id": product_id, "quantity": 1}]})
+    created = rest(
+        "POST", "/v1/orders", {"customer_email": "bo@example.com", "items": [{"product_id": product_id, "quantity": 1}]}
+    )
     assert created.status == 200, created.body
 
 
 def test_confirm_and_ship(rest, rest_product):
-    order = rest("POST", "/v1/orders", {"customerEmail": "cy@example.com", "items": [{"productId": rest_product(1), "quantity": 1}]}).body
+    order = rest(
+        "POST",
+        "/v1/orders",
+        {"customerEmail": "cy@example.com", "items": [{"productId": rest_product(1), "quantity": 1}]},
+    ).body
     assert rest("POST", f"/v1/orders/{order['orderId']}:confirm").body["status"] == "ORDER_STATUS_CONFIRMED"
     assert rest("POST", f"/v1/orders/{order['orderId']}:ship", {}).body["status"] == "ORDER_STATUS_SHIPPED"
 
@@ -87,30 +106,48 @@ def test_bad_input_is_400_with_field_violations(rest):
 
 def test_oversold_is_400_with_precondition_failure(rest, rest_product):
     product_id = rest_product(1)
-    reply = rest("POST", "/v1/orders", {"customerEmail": "di@example.com", "items": [{"productId": product_id, "quantity": "2"}]})
+    reply = rest(
+        "POST", "/v1/orders", {"customerEmail": "di@example.com", "items": [{"productId": product_id, "quantity": "2"}]}
+    )
     assert reply.status == 400
     assert reply.body["code"] == 9
     violation = detail(reply.body, "PreconditionFailure")["violations"][0]
-    assert violation == {"type": "STOCK", "subject": f"products/{product_id}", "description": "requested 2, available 1"}
+    assert violation == {
+        "type": "STOCK",
+        "subject": f"products/{product_id}",
+        "description": "requested 2, available 1",
+    }
     assert rest("GET", f"/v1/products/{product_id}/stock").body["available"] == "1"
 
 
 def test_illegal_transition_is_400(rest, rest_product):
-    order = rest("POST", "/v1/orders", {"customerEmail": "ed@example.com", "items": [{"productId": rest_product(1), "quantity": 1}]}).body
+    order = rest(
+        "POST",
+        "/v1/orders",
+        {"customerEmail": "ed@example.com", "items": [{"productId": rest_product(1), "quantity": 1}]},
+    ).body
     reply = rest("POST", f"/v1/orders/{order['orderId']}:ship")
     assert reply.status == 400 and reply.body["code"] == 9
 
 
 def test_duplicate_product_is_409(rest, rest_product):
     product_id = rest_product(1)
-    reply = rest("POST", "/v1/products", {"productId": product_id, "title": "again", "price": {"currencyCode": "EUR", "units": "1"}})
+    reply = rest(
+        "POST",
+        "/v1/products",
+        {"productId": product_id, "title": "again", "price": {"currencyCode": "EUR", "units": "1"}},
+    )
     assert reply.status == 409
     assert reply.body["code"] == 6
 
 
 def test_repeated_request_id_returns_the_first_order(rest, rest_product):
     product_id = rest_product(5)
-    body = {"customerEmail": "fa@example.com", "items": [{"productId": product_id, "quantity": 2}], "requestId": unique("req")}
+    body = {
+        "customerEmail": "fa@example.com",
+        "items": [{"productId": product_id, "quantity": 2}],
+        "requestId": unique("req"),
+    }
     first, second = rest("POST", "/v1/orders", body), rest("POST", "/v1/orders", body)
     assert first.body["orderId"] == second.body["orderId"]
     assert rest("GET", f"/v1/products/{product_id}/stock").body["available"] == "3"

@@ -35,7 +35,10 @@ CRASHING_PRODUCT = unique("CRASH")
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def books_mesh(request, tmp_path_factory):
-    env = {"INVENTORY_RESERVATION_TTL_SECONDS": str(TTL_SECONDS), "SHOPMESH_FAULT_CRASH_AFTER_RESERVE": CRASHING_PRODUCT}
+    env = {
+        "INVENTORY_RESERVATION_TTL_SECONDS": str(TTL_SECONDS),
+        "SHOPMESH_FAULT_CRASH_AFTER_RESERVE": CRASHING_PRODUCT,
+    }
     yield from start_mesh(request, tmp_path_factory.mktemp(f"books-{request.param}"), request.param, env)
 
 
@@ -54,16 +57,23 @@ def customer(books_mesh):
 def product(stubs, available: int, product_id: str | None = None) -> str:
     product_id = product_id or unique("B")
     stubs.inventory.CreateProduct(
-        inventory_pb2.CreateProductRequest(product={"product_id": product_id, "title": "booked", "available": available,
-                                                    "price": {"currency_code": "EUR", "units": 2}}),
+        inventory_pb2.CreateProductRequest(
+            product={
+                "product_id": product_id,
+                "title": "booked",
+                "available": available,
+                "price": {"currency_code": "EUR", "units": 2},
+            }
+        ),
         timeout=10,
     )
     return product_id
 
 
 def order(stubs, items: dict[str, int], request_id: str = "", **call) -> pb.Order:
-    request = pb.CreateOrderRequest(items=[pb.OrderItemRequest(product_id=p, quantity=q) for p, q in items.items()],
-                                    request_id=request_id)
+    request = pb.CreateOrderRequest(
+        items=[pb.OrderItemRequest(product_id=p, quantity=q) for p, q in items.items()], request_id=request_id
+    )
     return stubs.orders.CreateOrder(request, **({"timeout": 15} | call))
 
 
@@ -72,8 +82,14 @@ def stock(stubs, product_id: str) -> inventory_pb2.CheckStockResponse:
 
 
 def reconcile(mesh) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inventory.reconcile"], cwd=ROOT, env=dict(mesh.layout.env),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "inventory.reconcile"],
+        cwd=ROOT,
+        env=dict(mesh.layout.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def assert_books_balance(mesh) -> None:
@@ -114,7 +130,10 @@ def test_an_order_process_killed_between_reserve_and_commit_leaks_no_stock(books
     assert settles(lambda: stock(operator, doomed).available == 10, timeout=30)
     after = stock(operator, kept)
     assert (after.available, after.reserved, after.awaiting_order) == (7, 3, 0)
-    assert operator.orders.GetOrder(pb.GetOrderRequest(order_id=acknowledged.order_id), timeout=10).status == pb.ORDER_STATUS_PENDING
+    assert (
+        operator.orders.GetOrder(pb.GetOrderRequest(order_id=acknowledged.order_id), timeout=10).status
+        == pb.ORDER_STATUS_PENDING
+    )
     assert_books_balance(books_mesh)
 
 
@@ -150,14 +169,18 @@ def test_ship_and_cancel_racing_on_two_order_processes_exactly_one_wins(books_me
     second = f"127.0.0.1:{free_ports(1)[0]}"
     books_mesh.start_process("orders-2", [sys.executable, "-m", "orders"], second, env={"ORDERS_LISTEN": second})
     try:
-        shipped, cancelled = asyncio.run(race(books_mesh.layout, books_mesh.layout.address("ORDERS_LISTEN"), second, placed))
+        shipped, cancelled = asyncio.run(
+            race(books_mesh.layout, books_mesh.layout.address("ORDERS_LISTEN"), second, placed)
+        )
     finally:
         books_mesh.stop_process("orders-2")
     assert len(shipped) + len(cancelled) == 200 and not set(shipped) & set(cancelled)
     quantity = {o.order_id: o.items[0].quantity for o in placed}
     left = 1000 - sum(quantity[order_id] for order_id in shipped)
     assert settles(lambda: stock(operator, product_id).available == left, timeout=30)
-    assert settles(lambda: stock(operator, product_id).reserved == 0)  # the follower releases cancelled ones as it reads them
+    assert settles(
+        lambda: stock(operator, product_id).reserved == 0
+    )  # the follower releases cancelled ones as it reads them
     assert_books_balance(books_mesh)
 
 
@@ -225,7 +248,10 @@ def test_a_call_cancelled_by_its_deadline_during_a_slow_commit_keeps_its_stock(b
     assert settles(lambda: stock(operator, product_id).reserved == 2, timeout=30)
     time.sleep(TTL_SECONDS + 2)  # nothing expires under it
     assert (stock(operator, product_id).available, stock(operator, product_id).reserved) == (8, 2)
-    assert operator.orders.GetOrder(pb.GetOrderRequest(order_id=again.order_id), timeout=10).status == pb.ORDER_STATUS_PENDING
+    assert (
+        operator.orders.GetOrder(pb.GetOrderRequest(order_id=again.order_id), timeout=10).status
+        == pb.ORDER_STATUS_PENDING
+    )
     assert_books_balance(books_mesh)
 
 
@@ -266,10 +292,22 @@ def test_a_release_racing_a_slow_reserve_releases_it(books_mesh, operator):
                 results[name] = error
 
         item = inventory_pb2.ReservationItem(product_id=product_id, quantity=4)
-        reserve = threading.Thread(target=call, args=("reserve", internal.inventory.ReserveStock,
-                                                       inventory_pb2.ReserveStockRequest(reservation_id=reservation_id, items=[item])))
-        release = threading.Thread(target=call, args=("release", internal.inventory.ReleaseStock,
-                                                       inventory_pb2.ReleaseStockRequest(reservation_id=reservation_id)))
+        reserve = threading.Thread(
+            target=call,
+            args=(
+                "reserve",
+                internal.inventory.ReserveStock,
+                inventory_pb2.ReserveStockRequest(reservation_id=reservation_id, items=[item]),
+            ),
+        )
+        release = threading.Thread(
+            target=call,
+            args=(
+                "release",
+                internal.inventory.ReleaseStock,
+                inventory_pb2.ReleaseStockRequest(reservation_id=reservation_id),
+            ),
+        )
         reserve.start()
         time.sleep(0.5)  # the reservation's key is taken; it waits on the product row
         release.start()
@@ -309,12 +347,15 @@ def test_the_books_check_fails_when_the_books_do_not_balance(books_mesh, operato
     product_id = product(operator, 5)
     engine = create_engine(database_url(books_mesh.layout.env, "inventory"))
     with engine.begin() as connection:
-        connection.execute(text("UPDATE products SET available = available - 1 WHERE product_id = :p"), {"p": product_id})
+        connection.execute(
+            text("UPDATE products SET available = available - 1 WHERE product_id = :p"), {"p": product_id}
+        )
     try:
         checked = reconcile(books_mesh)
         assert checked.returncode == 1 and f"product {product_id}" in checked.stdout
     finally:
         with engine.begin() as connection:
-            connection.execute(text("UPDATE products SET available = available + 1 WHERE product_id = :p"), {"p": product_id})
+            connection.execute(
+                text("UPDATE products SET available = available + 1 WHERE product_id = :p"), {"p": product_id}
+            )
         engine.dispose()
-

@@ -38,7 +38,9 @@ class Client:
 
     async def order(self, product_id: str) -> str:
         items = [pb.OrderItemRequest(product_id=product_id, quantity=1)]
-        return (await self.orders.CreateOrder(pb.CreateOrderRequest(customer_email=self.email, items=items), timeout=10)).order_id
+        return (
+            await self.orders.CreateOrder(pb.CreateOrderRequest(customer_email=self.email, items=items), timeout=10)
+        ).order_id
 
     async def watch(self, order_id: str):
         """An open watch (its first message read), or the (code, details) it was refused with."""
@@ -57,7 +59,9 @@ async def test_watchers_cannot_starve_unary_calls_or_the_event_stream(limited_me
     bystander = Client(mesh, "bystander@example.com", ["customer"])
     try:
         product_id = unique("P")
-        product = inventory_pb2.Product(product_id=product_id, title="watched", price={"currency_code": "EUR", "units": 1}, available=100)
+        product = inventory_pb2.Product(
+            product_id=product_id, title="watched", price={"currency_code": "EUR", "units": 1}, available=100
+        )
         await operator.inventory.CreateProduct(inventory_pb2.CreateProductRequest(product=product), timeout=10)
         orders = [await each.order(product_id) for each in crowd]
 
@@ -84,7 +88,9 @@ async def test_watchers_cannot_starve_unary_calls_or_the_event_stream(limited_me
         assert got.status == pb.ORDER_STATUS_PENDING
 
         async def emailed() -> bool:
-            page = await operator.notifications.ListNotifications(npb.ListNotificationsRequest(order_id=placed), timeout=10)
+            page = await operator.notifications.ListNotifications(
+                npb.ListNotificationsRequest(order_id=placed), timeout=10
+            )
             return any(n.order_id == placed for n in page.notifications)
 
         for _ in range(100):

@@ -13,7 +13,9 @@ Status = pb.OrderStatus
 
 def place(public, new_product) -> pb.Order:
     return public.orders.CreateOrder(
-        pb.CreateOrderRequest(customer_email="watch@example.com", items=[pb.OrderItemRequest(product_id=new_product(5), quantity=1)]),
+        pb.CreateOrderRequest(
+            customer_email="watch@example.com", items=[pb.OrderItemRequest(product_id=new_product(5), quantity=1)]
+        ),
         timeout=10,
     )
 
@@ -47,7 +49,8 @@ def test_watch_over_rest_is_server_sent_events(mesh, public, new_product, operat
     host, port = mesh.layout.public.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     connection.request(
-        "GET", f"/v1/orders/{order.order_id}:watch",
+        "GET",
+        f"/v1/orders/{order.order_id}:watch",
         headers={"accept": "text/event-stream", "authorization": f"Bearer {operator_token}"},
     )
     reply = connection.getresponse()

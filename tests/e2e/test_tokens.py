@@ -37,8 +37,15 @@ def signing(mesh):
 
 def claims(params, **changes) -> dict:
     now = int(time.time())
-    found = {"iss": params.jwt_issuer, "aud": params.jwt_audience, "sub": "mallory@example.com",
-             "email": "mallory@example.com", "roles": ["operator"], "iat": now, "exp": now + 600}
+    found = {
+        "iss": params.jwt_issuer,
+        "aud": params.jwt_audience,
+        "sub": "mallory@example.com",
+        "email": "mallory@example.com",
+        "roles": ["operator"],
+        "iat": now,
+        "exp": now + 600,
+    }
     found.update(changes)
     return {k: v for k, v in found.items() if v is not None}
 
@@ -57,19 +64,25 @@ def test_alg_none_is_refused(rest, signing):
 def test_hs256_signed_with_the_public_key_is_refused(rest, signing):
     """Key confusion: a verifier that took the public key as an HMAC secret would accept this."""
     key, params = signing
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header, body = {"alg": "HS256", "typ": "JWT"}, claims(params)
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(body).encode())}"
     signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     refused(rest, f"{signing_input}.{b64(signature)}")
 
 
-@pytest.mark.parametrize("change", [
-    {"iss": "https://evil.example"},
-    {"exp": None},  # no expiry at all
-    {"exp": int(time.time()) + 10 * 86400, "iat": int(time.time())},  # longer than the maximum lifetime
-    {"nbf": int(time.time()) + 3600},  # not valid yet
-], ids=["wrong issuer", "no exp", "lifetime over the maximum", "not yet valid"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"iss": "https://evil.example"},
+        {"exp": None},  # no expiry at all
+        {"exp": int(time.time()) + 10 * 86400, "iat": int(time.time())},  # longer than the maximum lifetime
+        {"nbf": int(time.time()) + 3600},  # not valid yet
+    ],
+    ids=["wrong issuer", "no exp", "lifetime over the maximum", "not yet valid"],
+)
 def test_tokens_with_bad_claims_are_refused(rest, signing, change):
     key, params = signing
     kid = credentials.key_id(key.public_key())
@@ -86,7 +99,9 @@ def test_a_tampered_payload_is_refused(rest, signing, mesh):
 
 def test_an_expired_token_is_refused_even_where_none_is_needed(rest, signing):
     key, params = signing
-    expired = tokens.mint(key, params, "ann@example.com", ["customer"], 60, now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    expired = tokens.mint(
+        key, params, "ann@example.com", ["customer"], 60, now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    )
     refused(rest, expired, "/v1/products")
 
 
@@ -102,8 +117,14 @@ def test_a_cookie_is_read_for_watch_order_only(rest, mesh, public, new_product, 
     so a cookie a browser sends by itself can never place or cancel an order."""
     cookie = {"cookie": f"shopmesh_token={operator_token}"}
     assert rest("GET", "/v1/orders", headers=cookie, token=None).status == 401
-    assert rest("POST", "/v1/products", {"productId": "COOKIE-1", "title": "c"}, headers=cookie, token=None).status == 401
-    placed = rest("POST", "/v1/orders", {"customerEmail": "cookie@example.com", "items": [{"productId": new_product(1), "quantity": 1}]})
+    assert (
+        rest("POST", "/v1/products", {"productId": "COOKIE-1", "title": "c"}, headers=cookie, token=None).status == 401
+    )
+    placed = rest(
+        "POST",
+        "/v1/orders",
+        {"customerEmail": "cookie@example.com", "items": [{"productId": new_product(1), "quantity": 1}]},
+    )
     # cancelled, so that the stream ends after its first message
     rest("POST", f"/v1/orders/{placed.body['orderId']}:cancel")
     watched = rest("GET", f"/v1/orders/{placed.body['orderId']}:watch", headers=cookie, token=None)

@@ -55,7 +55,12 @@ def post(mesh, path: str, body: dict, request_id: str) -> int:
 
 def create_product(mesh) -> str:
     product_id = unique("T")
-    body = {"productId": product_id, "title": "traced", "price": {"currencyCode": "EUR", "units": "3"}, "available": "10"}
+    body = {
+        "productId": product_id,
+        "title": "traced",
+        "price": {"currencyCode": "EUR", "units": "3"},
+        "available": "10",
+    }
     assert post(mesh, "/v1/products", body, unique("rid")) == 200
     return product_id
 
@@ -64,7 +69,12 @@ def test_one_order_is_one_trace_across_envoy_and_the_services(traced_mesh, colle
     mesh = traced_mesh
     product_id = create_product(mesh)
     request_id = unique("rid")
-    status = post(mesh, "/v1/orders", {"customerEmail": "trace@example.com", "items": [{"productId": product_id, "quantity": 1}]}, request_id)
+    status = post(
+        mesh,
+        "/v1/orders",
+        {"customerEmail": "trace@example.com", "items": [{"productId": product_id, "quantity": 1}]},
+        request_id,
+    )
     assert status == 200
     spans = trace_of(
         collector,
@@ -94,7 +104,11 @@ def test_one_order_is_one_trace_across_envoy_and_the_services(traced_mesh, colle
     trace_id = spans[0].trace_id
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        sends = [s for s in collector.spans() if s.service == "notifications" and s.name == "send email" and trace_id in s.links]
+        sends = [
+            s
+            for s in collector.spans()
+            if s.service == "notifications" and s.name == "send email" and trace_id in s.links
+        ]
         if sends:
             break
         time.sleep(0.1)
@@ -112,7 +126,12 @@ def test_one_order_is_one_trace_across_envoy_and_the_services(traced_mesh, colle
 def test_a_failed_order_has_error_spans_and_its_logs_carry_the_trace_id(traced_mesh, collector):
     mesh = traced_mesh
     request_id = unique("rid")
-    status = post(mesh, "/v1/orders", {"customerEmail": "trace@example.com", "items": [{"productId": "NO-SUCH", "quantity": 1}]}, request_id)
+    status = post(
+        mesh,
+        "/v1/orders",
+        {"customerEmail": "trace@example.com", "items": [{"productId": "NO-SUCH", "quantity": 1}]},
+        request_id,
+    )
     assert status == 404
     spans = trace_of(
         collector,
@@ -123,7 +142,9 @@ def test_a_failed_order_has_error_spans_and_its_logs_carry_the_trace_id(traced_m
     # server span records the code (NOT_FOUND is the caller's mistake, not the server's).
     reserve_client = next(s for s in spans if s.service == "orders" and s.name.endswith("ReserveStock"))
     assert reserve_client.error
-    servers = [s for s in spans if s.name.endswith(("CreateOrder", "ReserveStock")) and "rpc.grpc.status_code" in s.attributes]
+    servers = [
+        s for s in spans if s.name.endswith(("CreateOrder", "ReserveStock")) and "rpc.grpc.status_code" in s.attributes
+    ]
     assert {s.service for s in servers} == {"orders", "inventory"}
     assert {s.attributes["rpc.grpc.status_code"].int_value for s in servers} == {5}
     trace_id = spans[0].trace_id
@@ -141,7 +162,12 @@ def test_services_export_rpc_metrics(traced_mesh, collector):
     mesh = traced_mesh
     product_id = create_product(mesh)
     for _ in range(3):
-        post(mesh, "/v1/orders", {"customerEmail": "metrics@example.com", "items": [{"productId": product_id, "quantity": 1}]}, unique("rid"))
+        post(
+            mesh,
+            "/v1/orders",
+            {"customerEmail": "metrics@example.com", "items": [{"productId": product_id, "quantity": 1}]},
+            unique("rid"),
+        )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         points = [p for p in collector.histogram_points() if p.metric == "rpc.server.duration"]

@@ -35,12 +35,28 @@ OPERATOR_ONLY = {"CreateProduct", "RestockProduct", "ConfirmOrder", "ShipOrder",
 CHANGING = {"CancelOrder", "ConfirmOrder", "ShipOrder"}
 METHODS = sorted(methods("P", "O", ANN))
 # Headers a client might send to pass for someone else: Envoy drops them all.
-FORGED = [("x-shopmesh-email", ANN), ("x-shopmesh-subject", ANN), ("x-shopmesh-roles", "operator"),
-          ("x-shopmesh-edge", "mesh")]
-CALLERS = ["no token", "customer", "other customer", "operator", "expired", "wrong key", "wrong audience",
-           "forged identity"]
-HTTP_STATUS = {grpc.StatusCode.OK: 200, grpc.StatusCode.UNAUTHENTICATED: 401,
-               grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404}
+FORGED = [
+    ("x-shopmesh-email", ANN),
+    ("x-shopmesh-subject", ANN),
+    ("x-shopmesh-roles", "operator"),
+    ("x-shopmesh-edge", "mesh"),
+]
+CALLERS = [
+    "no token",
+    "customer",
+    "other customer",
+    "operator",
+    "expired",
+    "wrong key",
+    "wrong audience",
+    "forged identity",
+]
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+}
 
 
 def expected(caller: str, method: str) -> grpc.StatusCode:
@@ -93,8 +109,12 @@ def stocked(mesh, public):
     product_id = unique("SEC")
     public.inventory.CreateProduct(
         inventory_pb2.CreateProductRequest(
-            product={"product_id": product_id, "title": "guarded", "price": {"currency_code": "EUR", "units": 1},
-                     "available": 100_000}
+            product={
+                "product_id": product_id,
+                "title": "guarded",
+                "price": {"currency_code": "EUR", "units": 1},
+                "available": 100_000,
+            }
         ),
         timeout=10,
     )
@@ -174,14 +194,17 @@ def test_the_filters_judge_the_grpc_method_because_they_run_after_the_transcoder
     auth = [f for f in filters if f["name"] in ("envoy.filters.http.jwt_authn", "envoy.filters.http.rbac")]
     rest = [f for f in filters if f not in auth]
     transcoder = [f["name"] for f in rest].index("envoy.filters.http.grpc_json_transcoder")
-    listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = rest[:transcoder] + auth + rest[transcoder:]
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = (
+        rest[:transcoder] + auth + rest[transcoder:]
+    )
     path = tmp_path / "envoy-misordered.yaml"
     path.write_text(yaml.safe_dump(config))
 
     ann = mesh.token(ANN, ["customer"])
     process = subprocess.Popen(
         [envoy_binary(), "-c", str(path), "--disable-hot-restart", "--log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -195,8 +218,12 @@ def test_the_filters_judge_the_grpc_method_because_they_run_after_the_transcoder
             time.sleep(0.1)
         misordered = http_call(f"http://127.0.0.1:{public}/v1/orders", token=ann)
         assert (misordered.status, misordered.body["code"]) == (403, 7)
-        assert PROTOCOLS["grpc"](f"127.0.0.1:{public}", methods("P", "O", ANN)["ListOrders"],
-                                 [("authorization", f"Bearer {ann}")]).code == grpc.StatusCode.OK
+        assert (
+            PROTOCOLS["grpc"](
+                f"127.0.0.1:{public}", methods("P", "O", ANN)["ListOrders"], [("authorization", f"Bearer {ann}")]
+            ).code
+            == grpc.StatusCode.OK
+        )
     finally:
         process.terminate()
         process.wait(10)

@@ -68,7 +68,9 @@ def orders_address() -> str:
 async def inventory(service_env, orders_address):
     # No Envoy at this level: Inventory follows the Order service directly (once it is up).
     env = {
-        **service_env, "INVENTORY_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": orders_address,
+        **service_env,
+        "INVENTORY_LISTEN": "127.0.0.1:0",
+        "MESH_ADDRESS": orders_address,
         "INVENTORY_RESERVATION_TTL_SECONDS": RESERVATION_TTL_SECONDS,
     }
     running = await _start(create_inventory, env, inventory_pb2_grpc.InventoryServiceStub)

@@ -18,8 +18,9 @@ BACKLOG = 250
 
 def test_the_services_read_back_a_loaded_history_and_backlog(service_env):
     databases = loader.Databases(**{service: database_url(service_env, service) for service in SERVICES})
-    history = loader.History(ORDERS, "bench@example.com", "BENCH-1", Money.of("EUR", 1),
-                             utcnow().replace(microsecond=0))
+    history = loader.History(
+        ORDERS, "bench@example.com", "BENCH-1", Money.of("EUR", 1), utcnow().replace(microsecond=0)
+    )
     loader.migrate(databases)
     loaded = loader.load_history(databases, history)
     assert loaded.rows == 3 * ORDERS and loaded.rows_per_second > 0
@@ -52,7 +53,10 @@ def test_the_services_read_back_a_loaded_history_and_backlog(service_env):
             assert [n.event_sequence for n in due] == list(range(ORDERS - BACKLOG + 1, ORDERS + 1))
             last = history.order(ORDERS - 1)
             assert (due[-1].order_id, due[-1].recipient, due[-1].subject) == (
-                last.order_id, last.customer_email, f"Order {last.order_id[:8]} received")
+                last.order_id,
+                last.customer_email,
+                f"Order {last.order_id[:8]} received",
+            )
             assert {n.message_id for n in due} == loader.backlog_message_ids(history, BACKLOG)
         finally:
             await db.close()

@@ -29,13 +29,19 @@ def envoy(tmp_path, identities):
     public, public_tls, mesh, admin, ready = free_ports(5)
     params = replace(
         EnvoyParams(jwks_file=made.jwks, mesh_tls_dir=identities.directory("envoy")),
-        public=f"127.0.0.1:{public}", public_tls=f"127.0.0.1:{public_tls}", mesh=f"127.0.0.1:{mesh}",
-        admin=f"127.0.0.1:{admin}", ready=f"127.0.0.1:{ready}",
+        public=f"127.0.0.1:{public}",
+        public_tls=f"127.0.0.1:{public_tls}",
+        mesh=f"127.0.0.1:{mesh}",
+        admin=f"127.0.0.1:{admin}",
+        ready=f"127.0.0.1:{ready}",
     )
     config = tmp_path / "envoy.yaml"
     envoy_config.write(params, config)
-    process = subprocess.Popen([envoy_config.envoy_binary(), "-c", str(config), "--disable-hot-restart",
-                                "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [envoy_config.envoy_binary(), "-c", str(config), "--disable-hot-restart", "--log-level", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

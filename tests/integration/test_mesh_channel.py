@@ -64,11 +64,14 @@ async def test_a_half_written_identity_is_not_taken(server, identities, caplog):
         directory = identities.directory("envoy")
         other = mesh_identity.ensure(mesh_identity.MeshIdentity(directory.parent.parent / "other"), ["envoy"])
         # a certificate that is not the key's, as a reader could see in the middle of a hand-made copy
-        mesh_identity.publish(directory, {
-            "cert.pem": (other.cert("envoy").read_text(), 0o644),
-            "key.pem": (identities.key("orders").read_text(), 0o600),
-            "ca.pem": (identities.bundle("envoy").read_text(), 0o644),
-        })
+        mesh_identity.publish(
+            directory,
+            {
+                "cert.pem": (other.cert("envoy").read_text(), 0o644),
+                "key.pem": (identities.key("orders").read_text(), 0o600),
+                "ca.pem": (identities.bundle("envoy").read_text(), 0o644),
+            },
+        )
         assert channel.renew() is False
         assert "not reloaded" in caplog.text
         assert await check(channel) == health_pb2.HealthCheckResponse.SERVING  # the previous one still calls
@@ -90,7 +93,9 @@ async def test_a_server_shows_a_rotated_certificate_on_new_connections(server, i
 async def test_a_certificate_of_another_ca_is_refused(server, identities):
     stranger = mesh_identity.ensure(mesh_identity.MeshIdentity(identities.root.parent / "stranger"), ["operator"])
     foreign = mesh_tls.MeshTls(stranger.directory("operator"), "operator")
-    async with mesh_tls.channel(foreign, f"127.0.0.1:{server.port}", [("grpc.use_local_subchannel_pool", 1)], "orders") as refused:
+    async with mesh_tls.channel(
+        foreign, f"127.0.0.1:{server.port}", [("grpc.use_local_subchannel_pool", 1)], "orders"
+    ) as refused:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await check(refused)
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -63,7 +63,9 @@ def test_replicas_migrating_at_once_from_the_command_line_all_succeed(database, 
         _, errors = replica.communicate(timeout=120)
         assert replica.returncode == 0, errors
     with db.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), importlib.import_module(f"{service}.storage").Base.metadata)
+        differences = compare_metadata(
+            MigrationContext.configure(connection), importlib.import_module(f"{service}.storage").Base.metadata
+        )
     assert differences == []
 
 
@@ -71,7 +73,7 @@ def test_replicas_migrating_at_once_from_the_command_line_all_succeed(database, 
 def test_orders_stored_before_revision_0003_get_their_message(database):
     """Revision 0003 writes the Order message of every order it finds: GetOrder answers from it."""
     service, db = database
-    created = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)
+    created = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
     with db.engine.begin() as connection:
         cfg = migrations.alembic_config(service)
         cfg.attributes["connection"] = connection
@@ -81,13 +83,16 @@ def test_orders_stored_before_revision_0003_get_their_message(database):
             " create_time, update_time) VALUES ('O-1', 'old@example.com', 'CONFIRMED', 'EUR', 7, 500000000,"
             " '2026-01-02 03:04:05.678000', '2026-01-02 03:04:05.678000')"
         )
-        connection.exec_driver_sql(
-            "INSERT INTO order_lines VALUES ('O-1', 0, 'P-1', 3, 'EUR', 2, 500000000)"
-        )
+        connection.exec_driver_sql("INSERT INTO order_lines VALUES ('O-1', 0, 'P-1', 3, 'EUR', 2, 500000000)")
     migrations.upgrade(db, service)
     expected = domain.Order(
-        "O-1", "old@example.com", (domain.OrderLine("P-1", 3, Money("EUR", 2_500_000_000)),),
-        domain.OrderStatus.CONFIRMED, Money("EUR", 7_500_000_000), created, created,
+        "O-1",
+        "old@example.com",
+        (domain.OrderLine("P-1", 3, Money("EUR", 2_500_000_000)),),
+        domain.OrderStatus.CONFIRMED,
+        Money("EUR", 7_500_000_000),
+        created,
+        created,
     )
     stored = asyncio.run(OrderStore(db).stored("O-1"))
     assert (stored.customer_email, stored.message) == ("old@example.com", serialized(expected))

@@ -37,7 +37,11 @@ async def test_every_status_change_is_emailed(orders, stocked, notifications, sm
     await orders.stub.ShipOrder(pb.ShipOrderRequest(order_id=order.order_id))
     received = await smtp.arrived(3, 10)
     short = order.order_id[:8]
-    assert [m.subject for m in received] == [f"Order {short} received", f"Order {short} confirmed", f"Order {short} shipped"]
+    assert [m.subject for m in received] == [
+        f"Order {short} received",
+        f"Order {short} confirmed",
+        f"Order {short} shipped",
+    ]
     assert {m.to for m in received} == {"ann@example.com"}
     assert "3 x A at 2.50 EUR = 7.50 EUR" in received[0].body and "Total: 7.50 EUR" in received[0].body
     sent = await eventually(lambda: _all_sent(notifications, order.order_id, 3))
@@ -155,7 +159,9 @@ async def test_a_stream_opened_before_its_peer_listens_waits_for_it(stocked, ser
         try:
             async with service_channel(service_env, orders_address) as channel:
                 # In one process both channels share a connection, still in its reconnect back-off.
-                await orders_pb2_grpc.OrderServiceStub(channel).CreateOrder(create(A=1), wait_for_ready=True, timeout=10)
+                await orders_pb2_grpc.OrderServiceStub(channel).CreateOrder(
+                    create(A=1), wait_for_ready=True, timeout=10
+                )
             assert len(await smtp.arrived(1, 10)) == 1
             broke = [r for r in caplog.records if r.name == "notifications.consumer" and r.levelno >= logging.WARNING]
             assert not broke

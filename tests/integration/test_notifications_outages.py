@@ -61,10 +61,17 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def notification_service(service_env, smtp, orders, **env):
-    app = await create_app({
-        **service_env, **smtp.env, "NOTIFICATIONS_LISTEN": "127.0.0.1:0", "MESH_ADDRESS": orders.address,
-        "NOTIFICATIONS_RETRY_SECONDS": "0.2", "NOTIFICATIONS_RETRY_MAX_SECONDS": "0.5", **env,
-    })
+    app = await create_app(
+        {
+            **service_env,
+            **smtp.env,
+            "NOTIFICATIONS_LISTEN": "127.0.0.1:0",
+            "MESH_ADDRESS": orders.address,
+            "NOTIFICATIONS_RETRY_SECONDS": "0.2",
+            "NOTIFICATIONS_RETRY_MAX_SECONDS": "0.5",
+            **env,
+        }
+    )
     await app.start()
     channel = service_channel(service_env, f"127.0.0.1:{app.port}")
     try:
@@ -130,7 +137,11 @@ async def test_a_write_lock_held_past_the_busy_timeout_delays_emails_and_loses_n
 
 
 async def test_a_postgresql_restart_under_load_delays_emails_and_loses_none(
-    orders, stocked, smtp, service_env, private_postgres  # noqa: F811 - the fixture
+    orders,
+    stocked,
+    smtp,
+    service_env,
+    private_postgres,  # noqa: F811 - the fixture
 ):
     url = private_postgres.server.create_database("notifications")
     async with notification_service(service_env, smtp, orders, NOTIFICATIONS_DATABASE_URL=url) as service:

@@ -15,7 +15,7 @@ from tests.integration.conftest import all_pages
 
 def seed(url: str, count: int) -> None:
     engine = create_engine(url)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with Session(engine) as session, session.begin():
         for i in range(count):
             session.add(
@@ -51,9 +51,7 @@ async def test_filters_and_pages(notifications, service_env):
     )
     seen = [n.event_sequence for n in listed]
     assert seen == [11, 9, 7, 5, 3, 1]
-    by_recipient = await notifications.stub.ListNotifications(
-        pb.ListNotificationsRequest(recipient="c1@example.com")
-    )
+    by_recipient = await notifications.stub.ListNotifications(pb.ListNotificationsRequest(recipient="c1@example.com"))
     assert [n.event_sequence for n in by_recipient.notifications] == [11, 8, 5, 2]
     assert by_recipient.notifications[0].status == pb.Notification.STATUS_SENT
 

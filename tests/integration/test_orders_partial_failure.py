@@ -20,7 +20,8 @@ def row_counts(env: dict) -> tuple[int, int]:
     engine = create_engine(database_url(env, "orders"))
     with engine.connect() as connection:
         counts = tuple(
-            connection.execute(select(func.count()).select_from(table)).scalar_one() for table in (OrderRow, OrderEventRow)
+            connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in (OrderRow, OrderEventRow)
         )
     engine.dispose()
     return counts
@@ -80,7 +81,10 @@ async def test_events_stay_gap_free_with_two_order_processes_on_one_database(ord
                 *(stubs[i % 2].ConfirmOrder(pb.ConfirmOrderRequest(order_id=o.order_id)) for i, o in enumerate(placed))
             )
             await asyncio.gather(
-                *(stubs[i % 2].CancelOrder(pb.CancelOrderRequest(order_id=o.order_id)) for i, o in enumerate(placed[:10]))
+                *(
+                    stubs[i % 2].CancelOrder(pb.CancelOrderRequest(order_id=o.order_id))
+                    for i, o in enumerate(placed[:10])
+                )
             )
     finally:
         await other.stop(0)

@@ -47,7 +47,9 @@ async def test_bad_input_is_invalid_argument_and_writes_nothing(orders, stocked)
         create(),
         create(A=0),
         create(A=-1),
-        pb.CreateOrderRequest(customer_email="ann@example.com", items=[pb.OrderItemRequest(product_id="A", quantity=1)] * 2),
+        pb.CreateOrderRequest(
+            customer_email="ann@example.com", items=[pb.OrderItemRequest(product_id="A", quantity=1)] * 2
+        ),
     ]
     for request in bad:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -147,7 +149,9 @@ async def test_list_filters_by_customer_and_pages_newest_first(orders, stocked):
     assert seen == [o.order_id for o in reversed(placed) if o.customer_email == "c0@example.com"]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         first = await orders.stub.ListOrders(pb.ListOrdersRequest(customer_email="c0@example.com", page_size=1))
-        await orders.stub.ListOrders(pb.ListOrdersRequest(customer_email="c1@example.com", page_token=first.next_page_token))
+        await orders.stub.ListOrders(
+            pb.ListOrdersRequest(customer_email="c1@example.com", page_token=first.next_page_token)
+        )
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -208,5 +212,7 @@ async def test_a_customer_from_the_edge_sees_only_their_own_orders(orders, stock
     # an operator, and another service (no edge mark), see and move it
     operator = from_edge("ops@example.com", "operator")
     assert (await orders.stub.GetOrder(pb.GetOrderRequest(order_id=bobs.order_id), metadata=operator)) == bobs
-    assert (await orders.stub.CancelOrder(pb.CancelOrderRequest(order_id=bobs.order_id))).status == pb.ORDER_STATUS_CANCELLED
+    assert (
+        await orders.stub.CancelOrder(pb.CancelOrderRequest(order_id=bobs.order_id))
+    ).status == pb.ORDER_STATUS_CANCELLED
     assert await eventually(lambda: stock_is(stocked, "A", 10))

@@ -23,8 +23,10 @@ PER_CLIENT = 16  # ORDERS_MAX_WATCHES_PER_CLIENT's default
 def customer(subject: str) -> tuple[tuple[str, str], ...]:
     """The identity headers Envoy's edge sets for a customer's verified token."""
     return (
-        ("x-shopmesh-edge", "public"), ("x-shopmesh-subject", subject),
-        ("x-shopmesh-email", f"{subject}@example.com"), ("x-shopmesh-roles", "customer"),
+        ("x-shopmesh-edge", "public"),
+        ("x-shopmesh-subject", subject),
+        ("x-shopmesh-email", f"{subject}@example.com"),
+        ("x-shopmesh-roles", "customer"),
     )
 
 
@@ -90,7 +92,8 @@ async def test_the_process_cap_refuses_new_watchers_but_not_the_services_event_s
             stub = orders_pb2_grpc.OrderServiceStub(channel)
             await inventory.stub.CreateProduct(product("A", 100))
             orders = {
-                name: await stub.CreateOrder(create(email="", A=1), metadata=customer(name)) for name in ("ann", "bob", "cat")
+                name: await stub.CreateOrder(create(email="", A=1), metadata=customer(name))
+                for name in ("ann", "bob", "cat")
             }
             # three callers, one watch each, fill the process; an operator's counts too
             streams = [await watch(stub, orders[name].order_id, customer(name)) for name in ("ann", "bob")]

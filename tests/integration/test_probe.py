@@ -9,8 +9,13 @@ import sys
 
 async def probe(*args: str, env: dict | None = None) -> int:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "meshkit.probe", *args, env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "meshkit.probe",
+        *args,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     return await asyncio.wait_for(process.wait(), 30)
 

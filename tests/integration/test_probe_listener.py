@@ -14,7 +14,9 @@ Health = health_pb2.HealthCheckResponse
 
 @pytest.fixture
 async def app(envoy_tls):
-    app = create_server("127.0.0.1:0", [ServiceBinding(NAME, object(), lambda *_: None)], error_domain="test", tls=envoy_tls)
+    app = create_server(
+        "127.0.0.1:0", [ServiceBinding(NAME, object(), lambda *_: None)], error_domain="test", tls=envoy_tls
+    )
     app.probe_port = app.listen_for_probes("127.0.0.1:0")
     await app.start()
     yield app
@@ -23,7 +25,9 @@ async def app(envoy_tls):
 
 async def check(port: int, service: str = "") -> int:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        return (await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)).status
+        return (
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        ).status
 
 
 async def test_a_probe_without_a_certificate_sees_the_status_and_its_changes(app):
@@ -36,7 +40,8 @@ async def test_a_probe_without_a_certificate_sees_the_status_and_its_changes(app
 async def test_the_probe_port_serves_nothing_but_health(app):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.probe_port}") as channel:
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await reflection.read()
         assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -53,7 +58,9 @@ async def test_the_service_port_still_refuses_plaintext(app):
 
 
 async def test_the_probe_port_closes_with_the_server(envoy_tls):
-    app = create_server("127.0.0.1:0", [ServiceBinding(NAME, object(), lambda *_: None)], error_domain="test", tls=envoy_tls)
+    app = create_server(
+        "127.0.0.1:0", [ServiceBinding(NAME, object(), lambda *_: None)], error_domain="test", tls=envoy_tls
+    )
     port = app.listen_for_probes("127.0.0.1:0")
     await app.start()
     await app.stop(0)

@@ -41,9 +41,13 @@ def env(tmp_path_factory) -> dict[str, str]:
 def build_images(env: dict[str, str]) -> None:
     def build(tag: str, context, dockerfile=None):
         extra = ["--file", str(dockerfile)] if dockerfile else []
-        build_once_more_on_failure(lambda: run(
-            ["podman", "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", tag, *extra, str(context)],
-            env, timeout=900))
+        build_once_more_on_failure(
+            lambda: run(
+                ["podman", "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", tag, *extra, str(context)],
+                env,
+                timeout=900,
+            )
+        )
 
     build(PAUSE_IMAGE, ROOT / "tests" / "kube", ROOT / "tests" / "kube" / "pause.Dockerfile")
     build("shopmesh:latest", ROOT)
@@ -88,32 +92,63 @@ def played(env, tmp_path_factory):
     assert {d["metadata"]["name"] for d in rendered.all("Deployment")} == {*SERVICES, "envoy", "mailpit", *LEFT_OUT}
 
     (public_port,) = free_ports(1)
-    play = Play(f"shopmesh-kube-{uuid.uuid4().hex[:6]}", env, tmp_path_factory.mktemp("play"),
-                public=f"127.0.0.1:{public_port}", data_dir=data_dir, rendered=rendered)
+    play = Play(
+        f"shopmesh-kube-{uuid.uuid4().hex[:6]}",
+        env,
+        tmp_path_factory.mktemp("play"),
+        public=f"127.0.0.1:{public_port}",
+        data_dir=data_dir,
+        rendered=rendered,
+    )
     try:
         play.create_network()
-        database = play.stand_in("postgres", "--env", "POSTGRES_USER=shopmesh",
-                                 "--env", f"POSTGRES_PASSWORD={secrets['postgres']['password']}",
-                                 "--volume", f"{DATABASES_SQL}:/docker-entrypoint-initdb.d/10-databases.sql:ro")
+        database = play.stand_in(
+            "postgres",
+            "--env",
+            "POSTGRES_USER=shopmesh",
+            "--env",
+            f"POSTGRES_PASSWORD={secrets['postgres']['password']}",
+            "--volume",
+            f"{DATABASES_SQL}:/docker-entrypoint-initdb.d/10-databases.sql:ro",
+        )
         play.mail = play.stand_in("mailpit")
-        eventually(lambda: play.podman("exec", database, "pg_isready", "--username", "shopmesh",
-                                       "--dbname", "notifications") is not None, 120, "PostgreSQL not ready")
+        eventually(
+            lambda: (
+                play.podman("exec", database, "pg_isready", "--username", "shopmesh", "--dbname", "notifications")
+                is not None
+            ),
+            120,
+            "PostgreSQL not ready",
+        )
         for name in ("inventory", "notifications", "orders", "envoy"):
-            play.pods[name] = play.play(rendered.get("Deployment", name), config_maps, secrets,
-                                        public_port if name == "envoy" else None)
+            play.pods[name] = play.play(
+                rendered.get("Deployment", name), config_maps, secrets, public_port if name == "envoy" else None
+            )
         play.containers_of = {name: [f"{pod}-{name}" for pod in pods] for name, pods in play.pods.items()}
         for name in SERVICES:
             port = rendered.env(name)["HEALTH_LISTEN"].rpartition(":")[2]
             for container in play.containers_of[name]:
-                eventually(lambda c=container, p=port: play.health(c, f"127.0.0.1:{p}") == "SERVING",
-                           120, f"{container} not serving")
+                eventually(
+                    lambda c=container, p=port: play.health(c, f"127.0.0.1:{p}") == "SERVING",
+                    120,
+                    f"{container} not serving",
+                )
         (envoy,) = play.containers_of["envoy"]
         # as its httpGet probe asks (meshkit.probe exits 0 on an HTTP 200)
-        eventually(lambda: play.podman("exec", envoy, "python", "-m", "meshkit.probe", "http",
-                                       "http://127.0.0.1:9902/ready") is not None, 120, "Envoy not ready")
+        eventually(
+            lambda: (
+                play.podman("exec", envoy, "python", "-m", "meshkit.probe", "http", "http://127.0.0.1:9902/ready")
+                is not None
+            ),
+            120,
+            "Envoy not ready",
+        )
         wanted = {"orders": [True, True], "inventory": [True], "notifications": [True]}
-        eventually(lambda: json.loads(play.exec_python(envoy, CLUSTERS)) == wanted, 120,
-                   "Envoy does not route to every replica")
+        eventually(
+            lambda: json.loads(play.exec_python(envoy, CLUSTERS)) == wanted,
+            120,
+            "Envoy does not route to every replica",
+        )
         yield play
     finally:
         left = play.down()

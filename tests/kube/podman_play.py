@@ -83,22 +83,38 @@ class Play:
         """A stand-in container on the network, answering to service's name."""
         name = f"{self.prefix}-{service}"
         self.containers.append(name)
-        self.podman("run", "--detach", "--name", name, "--network", self.network, "--network-alias", service,
-                    *args, STAND_INS[service])
+        self.podman(
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            self.network,
+            "--network-alias",
+            service,
+            *args,
+            STAND_INS[service],
+        )
         return name
 
     def secret(self, name: str, files: dict[str, str]) -> str:
         """A podman secret called name (one of this play's) whose volume holds files (name -> text)."""
         path = self.workdir / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-                                        "data": files}))
+        path.write_text(
+            yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": files})
+        )
         path.chmod(0o600)
         self.podman("secret", "create", name, str(path))
         self.secrets.append(name)
         return name
 
-    def play(self, deployment: dict, config_maps: list[dict], secrets: dict[str, dict[str, str]],
-             public_port: int | None = None) -> list[str]:
+    def play(
+        self,
+        deployment: dict,
+        config_maps: list[dict],
+        secrets: dict[str, dict[str, str]],
+        public_port: int | None = None,
+    ) -> list[str]:
         """Plays one Deployment (transformed by for_podman) with its Service's name as alias;
         returns its pods' names."""
         alias = deployment["metadata"]["name"]
@@ -129,8 +145,10 @@ class Play:
             if "secret" in volume:
                 source = secrets[volume["secret"]["secretName"]]
                 items = volume["secret"].get("items") or [{"key": key, "path": key} for key in source]
-                volume["secret"] = {"secretName": self.secret(new, {i["path"]: source[i["key"]] for i in items}),
-                                    "optional": False}
+                volume["secret"] = {
+                    "secretName": self.secret(new, {i["path"]: source[i["key"]] for i in items}),
+                    "optional": False,
+                }
             elif "configMap" in volume:
                 volume["configMap"] = {"name": f"{self.prefix}-{volume['configMap']['name']}", "optional": False}
         for container in [*pod.get("initContainers", []), *pod["containers"]]:
@@ -177,8 +195,10 @@ class Play:
             "containers": [n for c in names for n in c.get("Names", []) if n.startswith(self.prefix)],
             "pods": [p for p in self.podman("pod", "ls", "--format", "{{.Name}}").split() if p.startswith(self.prefix)],
             "volumes": self.volumes(),
-            "secrets": [s for s in self.podman("secret", "ls", "--format", "{{.Name}}").split()
-                        if s.startswith(self.prefix)],
-            "networks": [n for n in self.podman("network", "ls", "--format", "{{.Name}}").split()
-                         if n.startswith(self.prefix)],
+            "secrets": [
+                s for s in self.podman("secret", "ls", "--format", "{{.Name}}").split() if s.startswith(self.prefix)
+            ],
+            "networks": [
+                n for n in self.podman("network", "ls", "--format", "{{.Name}}").split() if n.startswith(self.prefix)
+            ],
         }

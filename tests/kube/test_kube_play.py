@@ -40,7 +40,8 @@ def token(played, email: str, roles: str) -> grpc.CallCredentials:
     """A token signed with the key whose JWKS the cluster's Envoy was given (kube_secrets)."""
     signing_key = tokens.load_signing_key({"SHOPMESH_DATA_DIR": str(played.data_dir)})
     return grpc.access_token_call_credentials(
-        tokens.mint(signing_key, envoy_config.params_from_env({}), email, (roles,)))
+        tokens.mint(signing_key, envoy_config.params_from_env({}), email, (roles,))
+    )
 
 
 def channel(played) -> grpc.Channel:
@@ -56,8 +57,14 @@ def test_every_container_runs_as_the_manifests_confine_it(played):
     for containers in played.containers_of.values():
         for container in containers:
             seen = json.loads(played.exec_python(container, CONFINEMENT))
-            assert seen == {"uid": 10001, "gid": 10001, "root_writable": False, "capabilities": "0000000000000000",
-                            "no_new_privs": "1", "seccomp": "2"}, container
+            assert seen == {
+                "uid": 10001,
+                "gid": 10001,
+                "root_writable": False,
+                "capabilities": "0000000000000000",
+                "no_new_privs": "1",
+                "seccomp": "2",
+            }, container
     assert len(played.pods["orders"]) == 2
 
 
@@ -67,13 +74,26 @@ def test_an_order_placed_and_watched_through_envoy_is_emailed(played):
         inventory = inventory_pb2_grpc.InventoryServiceStub(public)
         notifications = notifications_pb2_grpc.NotificationServiceStub(public)
         operator = token(played, OPERATOR, "operator")
-        inventory.CreateProduct(inventory_pb2.CreateProductRequest(product=inventory_pb2.Product(
-            product_id=PRODUCT, title="Kubernetes product", price=money_pb2.Money(currency_code="EUR", units=4),
-            available=100)), timeout=30, credentials=operator)
+        inventory.CreateProduct(
+            inventory_pb2.CreateProductRequest(
+                product=inventory_pb2.Product(
+                    product_id=PRODUCT,
+                    title="Kubernetes product",
+                    price=money_pb2.Money(currency_code="EUR", units=4),
+                    available=100,
+                )
+            ),
+            timeout=30,
+            credentials=operator,
+        )
         ann = token(played, "ann@example.com", "customer")
-        order = orders.CreateOrder(orders_pb2.CreateOrderRequest(
-            customer_email="ann@example.com", items=[orders_pb2.OrderItemRequest(product_id=PRODUCT, quantity=2)]),
-            timeout=30, credentials=ann)
+        order = orders.CreateOrder(
+            orders_pb2.CreateOrderRequest(
+                customer_email="ann@example.com", items=[orders_pb2.OrderItemRequest(product_id=PRODUCT, quantity=2)]
+            ),
+            timeout=30,
+            credentials=ann,
+        )
         assert (order.total.currency_code, order.total.units) == ("EUR", 8)
         watch = orders.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order.order_id), timeout=60, credentials=ann)
         assert next(watch).status == orders_pb2.ORDER_STATUS_PENDING
@@ -83,8 +103,11 @@ def test_an_order_placed_and_watched_through_envoy_is_emailed(played):
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            sent = notifications.ListNotifications(notifications_pb2.ListNotificationsRequest(
-                recipient="ann@example.com", page_size=100), timeout=10, credentials=operator).notifications
+            sent = notifications.ListNotifications(
+                notifications_pb2.ListNotificationsRequest(recipient="ann@example.com", page_size=100),
+                timeout=10,
+                credentials=operator,
+            ).notifications
             if len([n for n in sent if n.status == notifications_pb2.Notification.STATUS_SENT]) >= 2:
                 break
             time.sleep(1)
@@ -101,10 +124,15 @@ def test_both_order_replicas_serve_calls(played):
         for _ in range(20):
             orders.ListOrders(orders_pb2.ListOrdersRequest(page_size=1), timeout=10, credentials=operator)
     (envoy,) = played.containers_of["envoy"]
-    stats = played.exec_python(envoy, "from devmesh.launcher import admin_get; print(admin_get('127.0.0.1:9901', '/clusters'))")
+    stats = played.exec_python(
+        envoy, "from devmesh.launcher import admin_get; print(admin_get('127.0.0.1:9901', '/clusters'))"
+    )
     # one line per host of the cluster: orders::10.89.0.5:50051::rq_success::12
-    served = [int(line.rpartition("::")[2]) for line in stats.splitlines()
-              if line.startswith("orders::") and "::rq_success::" in line]
+    served = [
+        int(line.rpartition("::")[2])
+        for line in stats.splitlines()
+        if line.startswith("orders::") and "::rq_success::" in line
+    ]
     assert len(served) == 2 and all(count > 0 for count in served), stats
 
 

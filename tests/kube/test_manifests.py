@@ -21,8 +21,13 @@ VARIANTS = variants()
 # the variables a service reads and may leave at their defaults in a cluster: policy
 # whose defaults are the intended ones, and OpenTelemetry's switch (on)
 DEFAULTS_THAT_HOLD = {
-    "SHUTDOWN_DRAIN_SECONDS", "OTEL_SDK_DISABLED", "ORDERS_MAX_WATCHES", "ORDERS_MAX_WATCHES_PER_CLIENT",
-    "INVENTORY_RESERVATION_TTL_SECONDS", "NOTIFICATIONS_RETRY_SECONDS", "NOTIFICATIONS_RETRY_MAX_SECONDS",
+    "SHUTDOWN_DRAIN_SECONDS",
+    "OTEL_SDK_DISABLED",
+    "ORDERS_MAX_WATCHES",
+    "ORDERS_MAX_WATCHES_PER_CLIENT",
+    "INVENTORY_RESERVATION_TTL_SECONDS",
+    "NOTIFICATIONS_RETRY_SECONDS",
+    "NOTIFICATIONS_RETRY_MAX_SECONDS",
     "NOTIFICATIONS_MAX_ATTEMPTS",
 }
 # fault injection for the tests: never set in a deployment
@@ -60,7 +65,9 @@ def test_envoys_upstreams_are_the_headless_services_of_the_processes(rendered: R
         labels = rendered.get("Deployment", service)["spec"]["template"]["metadata"]["labels"]
         assert target["selector"].items() <= labels.items()
         container = rendered.container(service)
-        assert container_port(container, served["targetPort"]) == port_of(rendered.env(service)[f"{service.upper()}_LISTEN"])
+        assert container_port(container, served["targetPort"]) == port_of(
+            rendered.env(service)[f"{service.upper()}_LISTEN"]
+        )
 
 
 @each_variant()
@@ -68,7 +75,9 @@ def test_the_services_reach_envoys_mesh_listener_by_its_service(rendered: Render
     for service in SERVICES:
         host, _, port = rendered.env(service)["MESH_ADDRESS"].rpartition(":")
         (mesh,) = [p for p in rendered.get("Service", host)["spec"]["ports"] if p["port"] == int(port)]
-        assert container_port(rendered.container("envoy"), mesh["targetPort"]) == port_of(rendered.env("envoy")["ENVOY_MESH_LISTEN"])
+        assert container_port(rendered.container("envoy"), mesh["targetPort"]) == port_of(
+            rendered.env("envoy")["ENVOY_MESH_LISTEN"]
+        )
 
 
 @each_variant()
@@ -106,8 +115,12 @@ def test_envoys_configuration_renders_from_its_deployment(rendered: Rendered, tm
     """The one template, from the variables the Deployment sets, with its mounts' files."""
     env = rendered.env("envoy")
     made = credentials.ensure(credentials.Credentials(tmp_path / "credentials"))
-    mounted = {"ENVOY_MESH_TLS_DIR": str(identities.directory("envoy")), "ENVOY_TLS_CERT": str(made.edge_cert),
-               "ENVOY_TLS_KEY": str(made.edge_key), "SHOPMESH_JWKS_FILE": str(made.jwks)}
+    mounted = {
+        "ENVOY_MESH_TLS_DIR": str(identities.directory("envoy")),
+        "ENVOY_TLS_CERT": str(made.edge_cert),
+        "ENVOY_TLS_KEY": str(made.edge_key),
+        "SHOPMESH_JWKS_FILE": str(made.jwks),
+    }
     mounts = {m["mountPath"] for m in rendered.container("envoy")["volumeMounts"]}
     for name in mounted:
         assert any(env[name].startswith(path) for path in mounts), f"{name}={env[name]} is on no mounted volume"
@@ -151,7 +164,9 @@ def test_every_pod_is_hardened_and_bounded(rendered: Rendered):
         for container in [*pod.get("initContainers", []), *pod["containers"]]:
             where = f"{name}/{container['name']}"
             assert container["securityContext"] == {
-                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
             }, where
             resources = container["resources"]
             assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}, where
@@ -165,7 +180,9 @@ def test_scaling_notifications_stays_one_the_rest_have_budgets(rendered: Rendere
     assert notifications["replicas"] == 1 and notifications["strategy"] == {"type": "Recreate"}
     scaled = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in rendered.all("HorizontalPodAutoscaler")}
     assert scaled == {"orders", "envoy"}
-    budgets = {pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for pdb in rendered.all("PodDisruptionBudget")}
+    budgets = {
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for pdb in rendered.all("PodDisruptionBudget")
+    }
     assert budgets == {"orders", "inventory", "envoy"}
     for hpa in rendered.all("HorizontalPodAutoscaler"):
         assert hpa["spec"]["minReplicas"] >= 1
@@ -187,8 +204,11 @@ def test_a_pod_is_given_longer_than_its_process_needs_to_stop(rendered: Rendered
 @each_variant()
 def test_no_secret_is_committed_and_every_one_read_is_one_kube_secrets_makes(rendered: Rendered, tmp_path):
     assert rendered.all("Secret") == []
-    made = {doc["metadata"]["name"]: set(doc["data"]) for doc in kube_secrets.documents(
-        {"SHOPMESH_DATA_DIR": str(tmp_path)}) if doc["kind"] == "Secret"}
+    made = {
+        doc["metadata"]["name"]: set(doc["data"])
+        for doc in kube_secrets.documents({"SHOPMESH_DATA_DIR": str(tmp_path)})
+        if doc["kind"] == "Secret"
+    }
     for name, pod in rendered.pod_specs():
         for volume in pod.get("volumes", []):
             if "secret" in volume:
@@ -216,8 +236,14 @@ def test_the_validator_fails_on_a_misspelt_field_and_on_an_unknown_kind(tmp_path
 
 
 def test_the_policy_linter_fails_on_a_privileged_pod(tmp_path: Path):
-    (tmp_path / "pod.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "shopmesh"},
-        "spec": {"containers": [{"name": "x", "image": "x:1", "securityContext": {"privileged": True}}]},
-    }))
+    (tmp_path / "pod.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "x", "namespace": "shopmesh"},
+                "spec": {"containers": [{"name": "x", "image": "x:1", "securityContext": {"privileged": True}}]},
+            }
+        )
+    )
     assert kube_check.lint(tmp_path).returncode != 0

@@ -46,9 +46,17 @@ def test_five_minutes_of_mixed_load_with_restarts_leave_the_books_balanced(soak_
         products = []
         for _ in range(PRODUCTS):
             product_id = unique("SOAK")
-            stubs.inventory.CreateProduct(inventory_pb2.CreateProductRequest(product={
-                "product_id": product_id, "title": "soak", "available": 200,
-                "price": {"currency_code": "EUR", "units": 1}}), timeout=10)
+            stubs.inventory.CreateProduct(
+                inventory_pb2.CreateProductRequest(
+                    product={
+                        "product_id": product_id,
+                        "title": "soak",
+                        "available": 200,
+                        "price": {"currency_code": "EUR", "units": 1},
+                    }
+                ),
+                timeout=10,
+            )
             products.append(product_id)
 
         def attempt(name: str, call) -> object | None:
@@ -70,20 +78,50 @@ def test_five_minutes_of_mixed_load_with_restarts_leave_the_books_balanced(soak_
                 roll = local.random()
                 if roll < 0.45 or not live:
                     items = {p: local.randint(1, 3) for p in local.sample(products, local.randint(1, 2))}
-                    placed = attempt("create", lambda items=items: stubs.orders.CreateOrder(pb.CreateOrderRequest(
-                        customer_email="soak@example.com", request_id=unique("soak"),
-                        items=[pb.OrderItemRequest(product_id=p, quantity=q) for p, q in items.items()]), timeout=15))
+                    placed = attempt(
+                        "create",
+                        lambda items=items: stubs.orders.CreateOrder(
+                            pb.CreateOrderRequest(
+                                customer_email="soak@example.com",
+                                request_id=unique("soak"),
+                                items=[pb.OrderItemRequest(product_id=p, quantity=q) for p, q in items.items()],
+                            ),
+                            timeout=15,
+                        ),
+                    )
                     if placed is not None:
                         live.append(placed.order_id)
                 elif roll < 0.65:
-                    attempt("confirm", lambda: stubs.orders.ConfirmOrder(pb.ConfirmOrderRequest(order_id=local.choice(live)), timeout=15))
+                    attempt(
+                        "confirm",
+                        lambda: stubs.orders.ConfirmOrder(
+                            pb.ConfirmOrderRequest(order_id=local.choice(live)), timeout=15
+                        ),
+                    )
                 elif roll < 0.80:
-                    attempt("ship", lambda: stubs.orders.ShipOrder(pb.ShipOrderRequest(order_id=live.pop(local.randrange(len(live)))), timeout=15))
+                    attempt(
+                        "ship",
+                        lambda: stubs.orders.ShipOrder(
+                            pb.ShipOrderRequest(order_id=live.pop(local.randrange(len(live)))), timeout=15
+                        ),
+                    )
                 elif roll < 0.95:
-                    attempt("cancel", lambda: stubs.orders.CancelOrder(pb.CancelOrderRequest(order_id=live.pop(local.randrange(len(live)))), timeout=15))
+                    attempt(
+                        "cancel",
+                        lambda: stubs.orders.CancelOrder(
+                            pb.CancelOrderRequest(order_id=live.pop(local.randrange(len(live)))), timeout=15
+                        ),
+                    )
                 else:
-                    attempt("restock", lambda: stubs.inventory.RestockProduct(inventory_pb2.RestockProductRequest(
-                        product_id=local.choice(products), quantity=local.randint(1, 20)), timeout=15))
+                    attempt(
+                        "restock",
+                        lambda: stubs.inventory.RestockProduct(
+                            inventory_pb2.RestockProductRequest(
+                                product_id=local.choice(products), quantity=local.randint(1, 20)
+                            ),
+                            timeout=15,
+                        ),
+                    )
 
         threads = [threading.Thread(target=worker, args=(rng.randrange(10**9),)) for _ in range(WORKERS)]
         for thread in threads:
@@ -105,14 +143,25 @@ def test_five_minutes_of_mixed_load_with_restarts_leave_the_books_balanced(soak_
         assert counts.get("create", 0) > 100 and counts.get("ship", 0) and counts.get("cancel", 0)
 
         def reconciled() -> subprocess.CompletedProcess | None:
-            checked = subprocess.run([sys.executable, "-m", "inventory.reconcile"], cwd=ROOT, env=dict(mesh.layout.env),
-                                     capture_output=True, text=True, timeout=120)
+            checked = subprocess.run(
+                [sys.executable, "-m", "inventory.reconcile"],
+                cwd=ROOT,
+                env=dict(mesh.layout.env),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             return checked if checked.returncode == 0 else None
 
         # quiet now: orphans of the crash expire (5 s + grace), every event is applied
         checked = settles(reconciled, timeout=60)
-        assert checked, subprocess.run([sys.executable, "-m", "inventory.reconcile"], cwd=ROOT,
-                                       env=dict(mesh.layout.env), capture_output=True, text=True).stdout[-3000:]
+        assert checked, subprocess.run(
+            [sys.executable, "-m", "inventory.reconcile"],
+            cwd=ROOT,
+            env=dict(mesh.layout.env),
+            capture_output=True,
+            text=True,
+        ).stdout[-3000:]
         for product_id in products:
             book = stubs.inventory.CheckStock(inventory_pb2.CheckStockRequest(product_id=product_id), timeout=10)
             assert book.awaiting_order == 0 and book.available >= 0

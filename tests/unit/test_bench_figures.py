@@ -14,11 +14,11 @@ from bench.loadgen import Load, LoadResult, _logged_latencies_ms, _p50_p99, comb
 from bench.profile import hotspots
 from bench.suite import ANCHOR, ANONYMOUS, PLAINTEXT_UPSTREAM, Measurement, Options, Results, alternation, wide
 from bench.watchers import FanOut
+from devmesh import credentials, envoy_config
 from devmesh.envoy_config import SERVICE_CLUSTERS
+from shopmesh.orders.v1 import orders_pb2
 
 WIDE_ANCHOR = wide(ANCHOR, Load(16, 16))
-from devmesh import credentials, envoy_config
-from shopmesh.orders.v1 import orders_pb2
 
 
 def test_grpc_frame_is_the_length_prefixed_message():
@@ -65,8 +65,14 @@ def test_loads_measured_together_alternate_forth_and_back():
 def test_access_log_failures_by_method(tmp_path, monkeypatch):
     monkeypatch.setattr("bench.accesslog.FLUSH_SECONDS", 0)
     path = tmp_path / "access.log"
-    ok = {"listener": "public", "response_code": 200, "grpc_status": None, "grpc_status_trailer": "0",
-          "response_flags": "-", "grpc_path": "/A/Get"}
+    ok = {
+        "listener": "public",
+        "response_code": 200,
+        "grpc_status": None,
+        "grpc_status_trailer": "0",
+        "response_flags": "-",
+        "grpc_path": "/A/Get",
+    }
     path.write_text(json.dumps(ok) + "\n")
     log = AccessLog(path, "public")
     mark = log.mark()
@@ -90,11 +96,13 @@ def test_access_log_failures():
 
 
 def test_hotspots_sum_own_and_total_samples_per_function():
-    collapsed = "\n".join([
-        "main (app.py:1);handle (api.py:10);query (db.py:5) 6",
-        "main (app.py:1);handle (api.py:12);encode (api.py:30) 3",
-        "main (app.py:1);idle (loop.py:2) 1",
-    ])
+    collapsed = "\n".join(
+        [
+            "main (app.py:1);handle (api.py:10);query (db.py:5) 6",
+            "main (app.py:1);handle (api.py:12);encode (api.py:30) 3",
+            "main (app.py:1);idle (loop.py:2) 1",
+        ]
+    )
     found = {h.function: h for h in hotspots(collapsed)}
     assert found["query (db.py)"].self_percent == 60
     # two lines of handle are one function
@@ -102,9 +110,12 @@ def test_hotspots_sum_own_and_total_samples_per_function():
     assert hotspots("") == []
 
 
-def measurement(scenario: str, target: str, rps: float, p99: float = 5.0, cpu: dict | None = None,
-                anchor: str = ANCHOR) -> Measurement:
-    return Measurement(scenario, target, "h2load", 64, None, rps, 1.0, p99, 0, {}, cpu or {"orders": 1.5}, anchor=anchor)
+def measurement(
+    scenario: str, target: str, rps: float, p99: float = 5.0, cpu: dict | None = None, anchor: str = ANCHOR
+) -> Measurement:
+    return Measurement(
+        scenario, target, "h2load", 64, None, rps, 1.0, p99, 0, {}, cpu or {"orders": 1.5}, anchor=anchor
+    )
 
 
 def results() -> Results:
@@ -197,7 +208,8 @@ def test_the_echo_certificate_is_one_every_service_cluster_takes(identities, env
     for name in SERVICE_CLUSTERS:
         context = clusters(envoy_config.render(envoy_params))[name]["transport_socket"]["typed_config"]
         [wanted] = context["common_tls_context"]["combined_validation_context"]["default_validation_context"][
-            "match_typed_subject_alt_names"]
+            "match_typed_subject_alt_names"
+        ]
         assert wanted["matcher"]["exact"] in names.get_values_for_type(x509.UniformResourceIdentifier)
     assert tls.key.stat().st_mode & 0o777 == 0o600 and tls.ca.read_text().startswith("-----BEGIN CERTIFICATE")
 
@@ -206,11 +218,16 @@ def test_the_plaintext_upstream_variant_drops_the_service_clusters_tls_only(envo
     rendered = envoy_config.render(envoy_params)
     variant = without_upstream_tls(rendered)
     before, after = clusters(rendered), clusters(variant)
-    assert all("transport_socket" in before[name] and "transport_socket" not in after[name] for name in SERVICE_CLUSTERS)
+    assert all(
+        "transport_socket" in before[name] and "transport_socket" not in after[name] for name in SERVICE_CLUSTERS
+    )
     assert {name: c for name, c in after.items() if name not in SERVICE_CLUSTERS} == {
         name: c for name, c in before.items() if name not in SERVICE_CLUSTERS
     }
-    assert yaml.safe_load(variant)["static_resources"]["listeners"] == yaml.safe_load(rendered)["static_resources"]["listeners"]
+    assert (
+        yaml.safe_load(variant)["static_resources"]["listeners"]
+        == yaml.safe_load(rendered)["static_resources"]["listeners"]
+    )
     with pytest.raises(ValueError, match="no upstream TLS"):
         without_upstream_tls(variant)
     # and Envoy takes it

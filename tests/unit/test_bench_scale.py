@@ -46,19 +46,33 @@ def rate(rps: float, errors: int = 0) -> Rate:
 def at_size(orders: int, slower: float, unroutable: float = 0.0) -> AtSize:
     load = loader.Loaded(f"{orders:,} orders", 3 * orders, orders / 50_000, "Core executemany")
     return AtSize(
-        orders, load,
+        orders,
+        load,
         {"GetOrder": rate(2000 / slower), "ListOrders": rate(500 / slower), "CreateOrder": rate(300 / slower)},
-        CatchUp(orders, orders, orders / 10_000 * slower, 0, orders / 20_000, {"orders": orders / 15_000, "envoy": 0.1}),
+        CatchUp(
+            orders, orders, orders / 10_000 * slower, 0, orders / 20_000, {"orders": orders / 15_000, "envoy": 0.1}
+        ),
         # 100 MB more for 10,000 watchers: 10.24 KB each
         FanOut(10_000, 100, 100.0, 200.0, 100.0, 400.0, 800.0 * slower, 0),
-        unroutable, ["orders"] if unroutable else [],
+        unroutable,
+        ["orders"] if unroutable else [],
     )
 
 
 def results(errors: int = 0) -> ScaleResults:
-    found = ScaleResults(options={"sizes": list(SIZES), "watchers": 10_000, "connections": 4, "streams": 16,
-                                  "duration": 4.0, "warmup": 1.0, "backends": ["sqlite"]},
-                         seconds=754.4, load_seconds=61.0)
+    found = ScaleResults(
+        options={
+            "sizes": list(SIZES),
+            "watchers": 10_000,
+            "connections": 4,
+            "streams": 16,
+            "duration": 4.0,
+            "warmup": 1.0,
+            "backends": ["sqlite"],
+        },
+        seconds=754.4,
+        load_seconds=61.0,
+    )
     backend = found.backends["sqlite"] = BackendScale()
     backend.sizes = [at_size(1000, 1.0), at_size(10_000, 1.05, 1.3), at_size(100_000, 1.3125)]
     backend.sizes[0].calls["GetOrder"] = rate(2000, errors)
@@ -96,9 +110,11 @@ def test_table(tmp_path):
     assert "Loader (sqlite, 100,000 orders): 300,000 rows in 2.0 s, 150,000 rows/s (Core executemany)" in text
     assert "Catch-up (sqlite, 1,000): 1,000 of 1,000 events in 0.1 s; CPU of a core: reader 50%" in text
     assert "Fan-out (sqlite, 10,000): Envoy routed to no Order service for 1.3 s (orders)" in text
-    assert ("Backlog (sqlite): 100,000 of 100,000 emails in 400.0 s from the Notification service's start (250/s; "
-            "first to last 398.0 s), 0 twice; CPU of a core: Notification service 75%, SMTP sink 25% "
-            "(1.00 ms per email: 1,000/s with a core of its own): the sink is not the limit") in text
+    assert (
+        "Backlog (sqlite): 100,000 of 100,000 emails in 400.0 s from the Notification service's start (250/s; "
+        "first to last 398.0 s), 0 twice; CPU of a core: Notification service 75%, SMTP sink 25% "
+        "(1.00 ms per email: 1,000/s with a core of its own): the sink is not the limit"
+    ) in text
     assert "No call failed, no event or email went missing." in text
     assert text.endswith("Scale table run time: 12 min 34 s in all (1 min 1 s of it loading)")
 
@@ -136,15 +152,32 @@ def test_scale_options_from_the_command_line():
     assert options.sizes == (10_000, 100_000, 1_000_000) and options.backlog == 100_000 and options.watchers == 10_000
     # PostgreSQL always, on the default server unless --pg names one
     assert options.backends == {"sqlite": None, "postgresql": DEFAULT_URL}
-    _, args = options_from(["--scale", "--pg", "postgresql+psycopg://u@db/postgres", "--scale-sizes", "200,400",
-                            "--scale-backlog", "300", "--scale-watchers", "50", "--scale-duration", "1"])
+    _, args = options_from(
+        [
+            "--scale",
+            "--pg",
+            "postgresql+psycopg://u@db/postgres",
+            "--scale-sizes",
+            "200,400",
+            "--scale-backlog",
+            "300",
+            "--scale-watchers",
+            "50",
+            "--scale-duration",
+            "1",
+        ]
+    )
     options = scale_options_from(args)
     assert options.backends == {"sqlite": None, "postgresql": "postgresql+psycopg://u@db/postgres"}
     assert (options.sizes, options.backlog, options.watchers, options.duration) == ((200, 400), 300, 50, 1.0)
     _, args = options_from(["--scale", "--scale-backends", "sqlite"])
     assert scale_options_from(args).backends == {"sqlite": None}
-    for wrong in (["--scale-backends", "mysql"], ["--scale-sizes", "400,200"], ["--scale-backlog", "2000000"],
-                  ["--scale-sizes", "50"]):
+    for wrong in (
+        ["--scale-backends", "mysql"],
+        ["--scale-sizes", "400,200"],
+        ["--scale-backlog", "2000000"],
+        ["--scale-sizes", "50"],
+    ):
         _, args = options_from(["--scale", *wrong])
         with pytest.raises(SystemExit):
             scale_options_from(args)
@@ -159,8 +192,9 @@ def test_scale_options_check_themselves():
 
 
 def history(orders: int = 1000) -> loader.History:
-    return loader.History(orders, "bench@example.com", "BENCH-1", Money.of("EUR", 1),
-                          dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    return loader.History(
+        orders, "bench@example.com", "BENCH-1", Money.of("EUR", 1), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
 
 
 def test_the_history_gives_the_customer_a_long_list_spread_over_time():
@@ -191,6 +225,8 @@ def test_loaded_rows_are_what_the_service_writes():
     assert email["message_id"] == f"<{order.order_id}.8@shopmesh>" and email["status"] == "PENDING"
     assert email["recipient"] == order.customer_email and "1 x BENCH-1 at 1.00 EUR" in email["body"]
     assert loader.backlog_message_ids(made, 2) == {
-        f"<{made.order(998).order_id}.999@shopmesh>", f"<{made.order(999).order_id}.1000@shopmesh>"}
+        f"<{made.order(998).order_id}.999@shopmesh>",
+        f"<{made.order(999).order_id}.1000@shopmesh>",
+    }
     loaded = loader.Loaded("x", 300, 2.0, "COPY")
     assert loaded.rows_per_second == 150

@@ -26,7 +26,7 @@ INIT = "mesh-identity"
 CA_VOLUME = "mesh-ca"
 IDENTITY_VOLUMES = {name: f"mesh-{name}" for name in IDENTITIES}
 # where each process is told to find its identity
-TLS_DIR_VARIABLE = {"envoy": "ENVOY_MESH_TLS_DIR", **{name: "MESH_TLS_DIR" for name in SERVICES}}
+TLS_DIR_VARIABLE = {"envoy": "ENVOY_MESH_TLS_DIR", **dict.fromkeys(SERVICES, "MESH_TLS_DIR")}
 # ${NAME}, ${NAME:-default}, ${NAME-default}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 # what a user sets to use their own identity provider instead of the development keys
@@ -72,11 +72,18 @@ def envoy_as_compose_runs_it(tmp_path: Path, user_env: Mapping[str, str] = {}) -
     identity = mesh_identity.ensure(MeshIdentity(tmp_path / "mesh"))
     command = list(service["command"])
     command[command.index("--out") + 1] = str(tmp_path / "envoy.yaml")
-    command[command.index("--"):] = ["--", "--mode", "validate"]
+    command[command.index("--") :] = ["--", "--mode", "validate"]
     result = subprocess.run(
         [sys.executable, "-m", *command],
-        env={**env, "SHOPMESH_DATA_DIR": str(tmp_path / "data"), "ENVOY_MESH_TLS_DIR": str(identity.directory("envoy"))},
-        capture_output=True, text=True, timeout=120, check=False,
+        env={
+            **env,
+            "SHOPMESH_DATA_DIR": str(tmp_path / "data"),
+            "ENVOY_MESH_TLS_DIR": str(identity.directory("envoy")),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{shlex.join(command)}:\n{output}"
@@ -120,8 +127,11 @@ def test_envoy_config_of_the_compose_file_validates_and_publishes_only_tls(tmp_p
     (make the development credentials, render, then exec Envoy)."""
     env, config = envoy_as_compose_runs_it(tmp_path)
     assert env["ORDERS_UPSTREAM"] == "orders:50051"
-    upstreams = {item["name"]: item["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-                 for item in config["static_resources"]["clusters"] if item["name"] in ("orders", "inventory")}
+    upstreams = {
+        item["name"]: item["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        for item in config["static_resources"]["clusters"]
+        if item["name"] in ("orders", "inventory")
+    }
     assert upstreams["orders"]["socket_address"]["address"] == "orders"
     params = envoy_config.params_from_env(env)
     assert (params.public, params.public_tls) == ("127.0.0.1:8080", "0.0.0.0:8443")
@@ -149,22 +159,29 @@ def test_envoy_config_of_the_compose_file_validates_and_publishes_only_tls(tmp_p
             continue
         listener = by_port[int(container_port)]
         assert listener["address"]["socket_address"]["address"] == "0.0.0.0", published
-        assert all(chain["transport_socket"]["name"] == "envoy.transport_sockets.tls"
-                   for chain in listener["filter_chains"]), f"{published} is not TLS"
+        assert all(
+            chain["transport_socket"]["name"] == "envoy.transport_sockets.tls" for chain in listener["filter_chains"]
+        ), f"{published} is not TLS"
 
 
 def test_a_users_identity_provider_replaces_the_development_keys(tmp_path):
     environment = compose()["services"]["envoy"]["environment"]
     for name in IDENTITY_VARIABLES:
         assert environment[name] == f"${{{name}:-}}", name
-    _, config = envoy_as_compose_runs_it(tmp_path, {
-        "SHOPMESH_JWKS_URL": "https://idp.example.com/realms/shop/protocol/openid-connect/certs",
-        "SHOPMESH_JWT_ISSUER": "https://idp.example.com/realms/shop",
-        "SHOPMESH_JWT_ROLES_CLAIM": "realm_access.roles",
-    })
+    _, config = envoy_as_compose_runs_it(
+        tmp_path,
+        {
+            "SHOPMESH_JWKS_URL": "https://idp.example.com/realms/shop/protocol/openid-connect/certs",
+            "SHOPMESH_JWT_ISSUER": "https://idp.example.com/realms/shop",
+            "SHOPMESH_JWT_ROLES_CLAIM": "realm_access.roles",
+        },
+    )
     tls_listener = listeners(config)[8443]
-    jwt_filter = next(f for f in tls_listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
-                      if f["name"] == "envoy.filters.http.jwt_authn")
+    jwt_filter = next(
+        f
+        for f in tls_listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        if f["name"] == "envoy.filters.http.jwt_authn"
+    )
     for provider in jwt_filter["typed_config"]["providers"].values():
         assert provider["issuer"] == "https://idp.example.com/realms/shop"
         assert provider["remote_jwks"]["http_uri"]["uri"].startswith("https://idp.example.com/")
@@ -182,8 +199,13 @@ def test_mesh_identity_runs_first_and_makes_every_identity_into_its_volume(tmp_p
     assert init["network_mode"] == "none"
     # the image's ENTRYPOINT, with the module: `run --rm mesh-identity --rotate` passes flags only
     entrypoint = init["entrypoint"]
-    assert entrypoint == [*re.search(r"^ENTRYPOINT (.+)$", (ROOT / "Dockerfile").read_text(), re.M)[1]
-                          .strip("[]").replace('"', "").split(", "), "devmesh.mesh_identity"]
+    assert entrypoint == [
+        *re.search(r"^ENTRYPOINT (.+)$", (ROOT / "Dockerfile").read_text(), re.M)[1]
+        .strip("[]")
+        .replace('"', "")
+        .split(", "),
+        "devmesh.mesh_identity",
+    ]
     assert "command" not in init
 
     image_root = mesh_identity.for_data_dir(Path(image_env("SHOPMESH_DATA_DIR"))).root
@@ -200,10 +222,14 @@ def test_mesh_identity_runs_first_and_makes_every_identity_into_its_volume(tmp_p
     # run as compose runs it, each mount point standing for its volume
     data = tmp_path / "data"
     run = [sys.executable, *entrypoint[1:]]
-    result = subprocess.run(run, env={"SHOPMESH_DATA_DIR": str(data)}, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        run, env={"SHOPMESH_DATA_DIR": str(data)}, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    volume_dirs = {volume: data / Path(target).relative_to(image_env("SHOPMESH_DATA_DIR"))
-                   for volume, (target, _) in expected.items()}
+    volume_dirs = {
+        volume: data / Path(target).relative_to(image_env("SHOPMESH_DATA_DIR"))
+        for volume, (target, _) in expected.items()
+    }
     assert {p.name for p in volume_dirs[CA_VOLUME].iterdir()} == {"ca.pem", "ca-key.pem"}
     for name, volume in IDENTITY_VOLUMES.items():
         files = {p.name for p in volume_dirs[volume].rglob("*")}
@@ -214,8 +240,14 @@ def test_mesh_identity_runs_first_and_makes_every_identity_into_its_volume(tmp_p
     # `docker compose run --rm mesh-identity --rotate`: new certificates, the same CA
     before = {volume: (volume_dirs[volume] / "cert.pem").read_bytes() for volume in IDENTITY_VOLUMES.values()}
     ca = (volume_dirs[CA_VOLUME] / "ca.pem").read_bytes()
-    result = subprocess.run([*run, "--rotate"], env={"SHOPMESH_DATA_DIR": str(data)},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*run, "--rotate"],
+        env={"SHOPMESH_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert all((volume_dirs[v] / "cert.pem").read_bytes() != before[v] for v in IDENTITY_VOLUMES.values())
     assert (volume_dirs[CA_VOLUME] / "ca.pem").read_bytes() == ca
@@ -247,5 +279,11 @@ def test_the_healthchecks_speak_mutual_tls_as_the_service_itself():
         listen = services[name]["environment"][f"{name.upper()}_LISTEN"]
         port = listen.rpartition(":")[2]
         assert services[name]["healthcheck"]["test"] == [
-            "CMD", "python", "-m", "meshkit.probe", "grpc", f"127.0.0.1:{port}", name,
+            "CMD",
+            "python",
+            "-m",
+            "meshkit.probe",
+            "grpc",
+            f"127.0.0.1:{port}",
+            name,
         ], name

@@ -64,8 +64,11 @@ def test_a_nested_roles_claim_is_written_where_envoy_reads_it(made):
 
 def run_token_cli(data_dir, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "devmesh.token", *args], env={"SHOPMESH_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=30,
+        [sys.executable, "-m", "devmesh.token", *args],
+        env={"SHOPMESH_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -84,5 +87,7 @@ def test_the_token_command_without_a_key_says_so_in_one_line(tmp_path):
 
 
 def test_what_the_environment_names_wins_and_empty_counts_as_unset(made):
-    env = made.under({"ENVOY_TLS_CERT": "/etc/shop/cert.pem", "ENVOY_TLS_KEY": "/etc/shop/key.pem", "SHOPMESH_JWKS_FILE": ""})
+    env = made.under(
+        {"ENVOY_TLS_CERT": "/etc/shop/cert.pem", "ENVOY_TLS_KEY": "/etc/shop/key.pem", "SHOPMESH_JWKS_FILE": ""}
+    )
     assert (env["ENVOY_TLS_CERT"], env["SHOPMESH_JWKS_FILE"]) == ("/etc/shop/cert.pem", str(made.jwks))

@@ -42,12 +42,19 @@ def kubernetes(local: EnvoyParams) -> EnvoyParams:
 
 
 def identity_provider(local: EnvoyParams) -> EnvoyParams:
-    return replace(local, jwks_url="https://idp.example.com/realms/shop/protocol/openid-connect/certs",
-                   roles_claim="realm_access.roles", jwt_issuer="https://idp.example.com/realms/shop")
+    return replace(
+        local,
+        jwks_url="https://idp.example.com/realms/shop/protocol/openid-connect/certs",
+        roles_claim="realm_access.roles",
+        jwt_issuer="https://idp.example.com/realms/shop",
+    )
 
 
-@pytest.mark.parametrize("variant", [lambda p: p, compose, kubernetes, identity_provider],
-                         ids=["local", "compose", "kubernetes", "identity provider"])
+@pytest.mark.parametrize(
+    "variant",
+    [lambda p: p, compose, kubernetes, identity_provider],
+    ids=["local", "compose", "kubernetes", "identity provider"],
+)
 def test_rendered_config_passes_envoy_validate(variant, local, tmp_path):
     path = tmp_path / "envoy.yaml"
     envoy_config.write(variant(local), path)
@@ -91,11 +98,15 @@ def test_tokens_need_a_key_source(local):
         envoy_config.render(replace(local, jwks_file=None))
 
 
-@pytest.mark.parametrize("keys, complaint", [
-    ([{"kty": "oct", "k": "c2VjcmV0"}], "public keys only"),
-    ([], "public keys only"),
-    ([{"kty": "EC", "crv": "P-256", "x": "x", "y": "y", "d": "secret"}], "private key"),
-], ids=["shared secret", "empty", "private key"])
+@pytest.mark.parametrize(
+    "keys, complaint",
+    [
+        ([{"kty": "oct", "k": "c2VjcmV0"}], "public keys only"),
+        ([], "public keys only"),
+        ([{"kty": "EC", "crv": "P-256", "x": "x", "y": "y", "d": "secret"}], "private key"),
+    ],
+    ids=["shared secret", "empty", "private key"],
+)
 def test_a_jwks_file_must_hold_public_asymmetric_keys(local, tmp_path, keys, complaint):
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": keys}))
@@ -106,7 +117,10 @@ def test_a_jwks_file_must_hold_public_asymmetric_keys(local, tmp_path, keys, com
 def test_an_identity_providers_url_replaces_the_file(local):
     config = yaml.safe_load(envoy_config.render(identity_provider(local)))
     jwt_filter = next(
-        f for f in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        f
+        for f in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "http_filters"
+        ]
         if f["name"] == "envoy.filters.http.jwt_authn"
     )
     provider = jwt_filter["typed_config"]["providers"]["bearer"]
@@ -120,16 +134,30 @@ def test_an_identity_providers_url_replaces_the_file(local):
 
 def test_params_come_from_the_documented_variables():
     params = envoy_config.params_from_env(
-        {"ENVOY_PUBLIC_LISTEN": "127.0.0.1:1", "MESH_ADDRESS": "127.0.0.1:2", "ORDERS_LISTEN": "127.0.0.1:3", "INVENTORY_UPSTREAM": "inv:4"}
+        {
+            "ENVOY_PUBLIC_LISTEN": "127.0.0.1:1",
+            "MESH_ADDRESS": "127.0.0.1:2",
+            "ORDERS_LISTEN": "127.0.0.1:3",
+            "INVENTORY_UPSTREAM": "inv:4",
+        }
     )
-    assert (params.public, params.mesh, params.orders, params.inventory) == ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "inv:4")
+    assert (params.public, params.mesh, params.orders, params.inventory) == (
+        "127.0.0.1:1",
+        "127.0.0.1:2",
+        "127.0.0.1:3",
+        "inv:4",
+    )
     assert params.admin == "127.0.0.1:9901"
 
 
 def test_limits_must_be_whole_numbers_and_only_trusted_hops_may_be_zero():
     assert envoy_config.params_from_env({"ENVOY_XFF_TRUSTED_HOPS": "0"}).xff_trusted_hops == 0
     assert envoy_config.params_from_env({"ENVOY_CLIENT_RATE_LIMIT_RPS": "7"}).client_rate_limit_rps == 7
-    for name, value in [("ENVOY_CLIENT_RATE_LIMIT_RPS", "0"), ("ENVOY_XFF_TRUSTED_HOPS", "-1"), ("ENVOY_STREAM_MAX_REQUESTS", "x")]:
+    for name, value in [
+        ("ENVOY_CLIENT_RATE_LIMIT_RPS", "0"),
+        ("ENVOY_XFF_TRUSTED_HOPS", "-1"),
+        ("ENVOY_STREAM_MAX_REQUESTS", "x"),
+    ]:
         with pytest.raises(ValueError, match=name):
             envoy_config.params_from_env({name: value})
 
@@ -149,11 +177,19 @@ def test_replicas_are_one_endpoint_each_in_every_cluster_of_their_service(local)
 
 def test_streams_have_slots_of_their_own_apart_from_unary_calls(local):
     config = yaml.safe_load(envoy_config.render(replace(local, unary_max_requests=50, stream_max_requests=70)))
-    limits = {c["name"]: c["circuit_breakers"]["thresholds"][0]["max_requests"] for c in config["static_resources"]["clusters"]
-              if c["name"].startswith("orders")}
+    limits = {
+        c["name"]: c["circuit_breakers"]["thresholds"][0]["max_requests"]
+        for c in config["static_resources"]["clusters"]
+        if c["name"].startswith("orders")
+    }
     assert limits == {"orders": 50, "orders_streams": 70, "orders_events": 1000}
-    routes = {r["name"]: r["route"]["cluster"] for listener in config["static_resources"]["listeners"]
-              for r in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]}
+    routes = {
+        r["name"]: r["route"]["cluster"]
+        for listener in config["static_resources"]["listeners"]
+        for r in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0][
+            "routes"
+        ]
+    }
     assert routes["public.orders.watch"] == routes["mesh.orders.watch"] == routes["public.health"] == "orders_streams"
     assert routes["mesh.orders.events"] == "orders_events"
     assert routes["public.orders.read"] == routes["mesh.orders.read"] == "orders"
@@ -170,7 +206,9 @@ def test_the_cli_refuses_a_plaintext_public_listener_in_one_line(made, tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "devmesh.envoy_config", "--out", str(tmp_path / "e.yaml")],
         env={"ENVOY_PUBLIC_LISTEN": "0.0.0.0:8080", "SHOPMESH_JWKS_FILE": str(made.jwks)},
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "plaintext" in result.stderr and not (tmp_path / "e.yaml").exists()
@@ -227,7 +265,13 @@ def test_the_service_clusters_are_every_cluster_that_calls_a_service(local):
     """What the launcher waits for at start (every one healthy) and what the benchmark's
     plaintext Envoy strips: each cluster whose upstream is one of the services."""
     clusters = yaml.safe_load(envoy_config.render(local))["static_resources"]["clusters"]
-    calling = {c["name"] for c in clusters
-               if any(e["endpoint"]["address"]["socket_address"]["port_value"] in (50051, 50052, 50053)
-                      for group in c["load_assignment"]["endpoints"] for e in group["lb_endpoints"])}
+    calling = {
+        c["name"]
+        for c in clusters
+        if any(
+            e["endpoint"]["address"]["socket_address"]["port_value"] in (50051, 50052, 50053)
+            for group in c["load_assignment"]["endpoints"]
+            for e in group["lb_endpoints"]
+        )
+    }
     assert calling == set(envoy_config.SERVICE_CLUSTERS)

@@ -9,7 +9,7 @@ from inventory.domain import Product, Reservation, ReservationLine, ReservationS
 from meshkit.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from meshkit.money import Money
 
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def test_valid_product_passes():
@@ -133,5 +133,8 @@ def test_the_books_check_names_every_difference():
 def test_balanced_books_have_no_difference():
     now = dt.datetime.now(dt.UTC)
     orders = {"o": domain.OrderView("o", "SHIPPED", {"P": 2})}
-    reservations = [reservation_of("o", ReservationStatus.SHIPPED, P=2), reservation_of("gone", ReservationStatus.RELEASED, P=1)]
+    reservations = [
+        reservation_of("o", ReservationStatus.SHIPPED, P=2),
+        reservation_of("gone", ReservationStatus.RELEASED, P=1),
+    ]
     assert domain.differences(orders, reservations, [StockBook("P", 8, 0, 0, 2, 10)], settled_by=now) == []

@@ -18,16 +18,24 @@ def test_the_database_password_is_made_once_and_every_url_uses_it(tmp_path):
     password = base64.b64decode(first["postgres"]["data"]["password"]).decode()
     assert len(password) >= 24 and again["postgres"] == first["postgres"]
     urls = {k: base64.b64decode(v).decode() for k, v in first["shopmesh-databases"]["data"].items()}
-    assert urls == {s: f"postgresql+psycopg://shopmesh:{password}@postgres:5432/{s}"
-                    for s in ("orders", "inventory", "notifications")}
+    assert urls == {
+        s: f"postgresql+psycopg://shopmesh:{password}@postgres:5432/{s}"
+        for s in ("orders", "inventory", "notifications")
+    }
     stored = tmp_path / "credentials" / "kube" / "postgres-password"
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
 
 
 def test_each_process_gets_its_own_identity_and_nothing_names_the_database_when_told(tmp_path):
     made = secrets_of(kube_secrets.render({"SHOPMESH_DATA_DIR": str(tmp_path)}, "shop", databases=False))
-    assert set(made) == {"shopmesh-mesh-envoy", "shopmesh-mesh-orders", "shopmesh-mesh-inventory",
-                         "shopmesh-mesh-notifications", "shopmesh-edge-tls", "shopmesh-jwks"}
+    assert set(made) == {
+        "shopmesh-mesh-envoy",
+        "shopmesh-mesh-orders",
+        "shopmesh-mesh-inventory",
+        "shopmesh-mesh-notifications",
+        "shopmesh-edge-tls",
+        "shopmesh-jwks",
+    }
     assert {doc["metadata"]["namespace"] for doc in made.values()} == {"shop"}
     keys = {base64.b64decode(made[f"shopmesh-mesh-{n}"]["data"]["tls.key"]) for n in kube_secrets.PROCESSES}
     assert len(keys) == len(kube_secrets.PROCESSES)

@@ -32,8 +32,10 @@ def load(path) -> x509.Certificate:
 
 def identity_of(cert_path) -> str:
     """The SPIFFE ID a certificate names."""
-    [uri] = load(cert_path).extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.UniformResourceIdentifier
+    [uri] = (
+        load(cert_path)
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value.get_values_for_type(x509.UniformResourceIdentifier)
     )
     return uri
 
@@ -49,7 +51,9 @@ def test_one_certificate_per_process_names_its_spiffe_id_and_serves_both_ends(ma
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         both = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
         assert usages == ({ExtendedKeyUsageOID.CLIENT_AUTH} if name == "operator" else both)
-        assert cert.not_valid_after_utc - cert.not_valid_before_utc <= mesh_identity.CERT_LIFETIME + dt.timedelta(minutes=5)
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc <= mesh_identity.CERT_LIFETIME + dt.timedelta(
+            minutes=5
+        )
         assert stat.S_IMODE(made.key(name).stat().st_mode) == 0o600
         assert made.bundle(name).read_bytes() == made.ca.read_bytes()
     assert stat.S_IMODE(made.ca_key.stat().st_mode) == 0o600
@@ -184,8 +188,12 @@ def test_a_certificate_of_another_ca_is_refused(made, tmp_path):
 
 def test_the_cli_prints_paths_and_no_key_material(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "devmesh.mesh_identity"], env={"SHOPMESH_DATA_DIR": str(tmp_path), "PATH": ""},
-        capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-m", "devmesh.mesh_identity"],
+        env={"SHOPMESH_DATA_DIR": str(tmp_path), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "spiffe://shopmesh.local/orders" in result.stdout
     assert "PRIVATE KEY" not in result.stdout + result.stderr

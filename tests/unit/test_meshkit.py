@@ -26,9 +26,7 @@ def test_money_arithmetic_is_exact():
         Money.of("EUR", 1) + Money.of("USD", 1)
 
 
-@pytest.mark.parametrize(
-    "units, nanos", [(1, -1), (-1, 1), (0, 1_000_000_000), (0, -1_000_000_000)]
-)
+@pytest.mark.parametrize("units, nanos", [(1, -1), (-1, 1), (0, 1_000_000_000), (0, -1_000_000_000)])
 def test_malformed_money_is_named(units, nanos):
     assert money_proto_problem(money_pb2.Money(currency_code="EUR", units=units, nanos=nanos))
 
@@ -107,7 +105,6 @@ def test_a_database_url_may_come_from_a_file_and_never_from_two_places(tmp_path)
     (tmp_path / "mysql").write_text("mysql://x")
     with pytest.raises(config.ConfigError, match="postgresql"):
         config.database_url({"DB_FILE": str(tmp_path / "mysql")}, "DB", "x.db")
-
 
 
 def test_a_request_with_thousands_of_bad_fields_gets_a_bounded_error():
@@ -196,12 +193,17 @@ def test_a_peers_failure_is_told_in_shopmesh_words_and_its_text_logged(code, tex
 
 def test_a_peers_invalid_argument_is_the_callers_only_about_the_callers_fields():
     def violation(field):
-        return error_details_pb2.BadRequest(field_violations=[error_details_pb2.BadRequest.FieldViolation(
-            field=field, description="must be 1 to 64 letters")])
+        return error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=field, description="must be 1 to 64 letters")
+            ]
+        )
 
-    theirs = from_rpc_error(peer_error(C.INVALID_ARGUMENT, "bad", violation("items[0].product_id")), "inventory",
-                            callers_fields=("items",))
+    theirs = from_rpc_error(
+        peer_error(C.INVALID_ARGUMENT, "bad", violation("items[0].product_id")), "inventory", callers_fields=("items",)
+    )
     assert isinstance(theirs, errors.InvalidArgument) and theirs.violations[0].field == "items[0].product_id"
-    ours = from_rpc_error(peer_error(C.INVALID_ARGUMENT, "bad", violation("reservation_id")), "inventory",
-                          callers_fields=("items",))
+    ours = from_rpc_error(
+        peer_error(C.INVALID_ARGUMENT, "bad", violation("reservation_id")), "inventory", callers_fields=("items",)
+    )
     assert isinstance(ours, errors.Internal) and "reservation_id" not in ours.message

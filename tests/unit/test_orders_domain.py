@@ -9,7 +9,7 @@ from meshkit.money import Money
 from orders import domain
 from orders.domain import ItemRequest, OrderLine, OrderStatus
 
-NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def order(status: OrderStatus) -> domain.Order:

@@ -6,7 +6,7 @@ from meshkit.money import Money
 from orders import domain
 from orders.protos import RecentMessages, order_to_proto
 
-CREATED = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+CREATED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _event(sequence: int) -> domain.OrderEvent:

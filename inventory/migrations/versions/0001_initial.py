@@ -48,7 +48,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["reservation_id"], ["reservations.reservation_id"], name="fk_reservation_lines_reservation_id_reservations"
         ),
-        sa.ForeignKeyConstraint(["product_id"], ["products.product_id"], name="fk_reservation_lines_product_id_products"),
+        sa.ForeignKeyConstraint(
+            ["product_id"], ["products.product_id"], name="fk_reservation_lines_product_id_products"
+        ),
         sa.PrimaryKeyConstraint("reservation_id", "line_no", name="pk_reservation_lines"),
     )
 

@@ -64,9 +64,13 @@ def _fill_messages(connection: sa.Connection) -> None:
                 "id": row.order_id,
                 "message": serialized(
                     domain.Order(
-                        row.order_id, row.customer_email, tuple(lines[row.order_id]), domain.OrderStatus(row.status),
+                        row.order_id,
+                        row.customer_email,
+                        tuple(lines[row.order_id]),
+                        domain.OrderStatus(row.status),
                         Money(row.currency, row.total_units * NANOS_PER_UNIT + row.total_nanos),
-                        row.create_time, row.update_time,
+                        row.create_time,
+                        row.update_time,
                     )
                 ),
             }

@@ -17,7 +17,9 @@ def credentials(token: str, ca: Path | str | None = None, *, tls: bool | None = 
     return grpc.composite_channel_credentials(transport, grpc.access_token_call_credentials(token))
 
 
-def channel(address: str, token: str, ca: Path | str | None = None, options=None, *, tls: bool | None = None) -> grpc.Channel:
+def channel(
+    address: str, token: str, ca: Path | str | None = None, options=None, *, tls: bool | None = None
+) -> grpc.Channel:
     return grpc.secure_channel(address, credentials(token, ca, tls=tls), options=options)
 
 
