@@ -8,21 +8,20 @@ server fails the run.
 """
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from devmesh import mesh_identity
-from devmesh.postgres import DEFAULT_URL, PostgresServer
+from devmesh.postgres import PostgresServer
 from meshkit import mesh_tls
-
-PG_URL = os.environ.get("SHOPMESH_TEST_PG_URL", DEFAULT_URL)
-BACKENDS = ["sqlite", "postgresql"]
-SERVICES = ("orders", "inventory", "notifications")
+from tests.helpers.databases import BACKENDS, PG_URL, database_env
 
 
 @pytest.fixture(scope="session")
-def postgres():
+def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer(PG_URL)
     try:
         server.ping()
@@ -35,39 +34,24 @@ def postgres():
     server.close()
 
 
-def database_env(backend: str, data_dir, request) -> tuple[dict, list[str]]:
-    """Environment variables giving each service its own database; and the PostgreSQL URLs to drop."""
-    env = {"SHOPMESH_DATA_DIR": str(data_dir)}
-    created = []
-    if backend == "postgresql":
-        server = request.getfixturevalue("postgres")
-        for service in SERVICES:
-            url = server.create_database(service)
-            env[f"{service.upper()}_DATABASE_URL"] = url
-            created.append(url)
-    return env, created
-
-
-def database_url(env: dict, service: str) -> str:
-    """The URL a service gets from env (default: its SQLite file in the data dir)."""
-    return env.get(f"{service.upper()}_DATABASE_URL") or f"sqlite:///{env['SHOPMESH_DATA_DIR']}/{service}.db"
-
-
 @pytest.fixture(scope="session")
-def identities(tmp_path_factory) -> mesh_identity.MeshIdentity:
+def identities(tmp_path_factory: pytest.TempPathFactory) -> mesh_identity.MeshIdentity:
     """A mesh CA and every identity, made once for the in-process tests."""
     return mesh_identity.ensure(mesh_identity.MeshIdentity(tmp_path_factory.mktemp("identities")))
 
 
 @pytest.fixture(scope="session")
-def envoy_tls(identities) -> mesh_tls.MeshTls:
+def envoy_tls(identities: mesh_identity.MeshIdentity) -> mesh_tls.MeshTls:
     """Envoy's identity. In-process services call each other directly, without an Envoy
     between them, so each serves and calls with this identity in its place."""
     return mesh_tls.MeshTls(identities.directory(mesh_tls.ENVOY), mesh_tls.ENVOY)
 
 
 @pytest.fixture(params=BACKENDS)
-def service_env(request, tmp_path, envoy_tls):
+def service_env(
+    request: pytest.FixtureRequest, tmp_path: Path, envoy_tls: mesh_tls.MeshTls
+) -> Iterator[dict[str, str]]:
+    """Each service's database on this run's backend, and the identity in-process services present."""
     env, created = database_env(request.param, tmp_path, request)
     env["MESH_TLS_DIR"] = str(envoy_tls.directory)
     yield env

@@ -22,7 +22,7 @@ from devmesh.paths import ROOT
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.conftest import BACKENDS, database_env
+from tests.helpers.databases import BACKENDS, database_env
 
 
 def start_mesh(request, data_dir, backend: str, extra_env: dict | None = None):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import PG_URL
 from tests.e2e.conftest import run_bench
+from tests.helpers.databases import PG_URL
 
 pytestmark = pytest.mark.e2e
 

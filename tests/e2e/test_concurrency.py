@@ -12,8 +12,8 @@ from inventory.storage import ReservationLineRow, ReservationRow
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.conftest import database_url
 from tests.e2e.conftest import unique
+from tests.helpers.databases import database_url
 
 CLIENT_CONNECTIONS = 8
 

@@ -17,7 +17,7 @@ from meshkit import mesh_tls
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
 from tests.e2e.conftest import start_mesh, stubs_for, unique
-from tests.mesh_peers import der, presented
+from tests.helpers.mesh_peers import der, presented
 
 SERVICES = ("orders", "inventory", "notifications")
 CLUSTERS = ("orders", "orders_streams", "orders_events", "inventory", "notifications")

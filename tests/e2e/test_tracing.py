@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from tests.conftest import BACKENDS
 from tests.e2e.conftest import http_call, start_mesh, unique
-from tests.otlp_collector import Collector
+from tests.helpers.databases import BACKENDS
+from tests.helpers.otlp_collector import Collector
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 Envoy's identity (tests/conftest.py: envoy_tls), which the test clients present too."""
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from orders.main import create_app as create_orders
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2_grpc
+from tests.helpers.private_postgres import PrivatePostgres, unavailable_reason
 
 
 @dataclass
@@ -92,6 +94,22 @@ def smtp():
     sink = SmtpSink().start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def private_postgres():
+    """A running PostgreSQL server of the test's own; stopped at the end whatever happened.
+    Without the binaries the test is skipped, unless CI is set: there it fails."""
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so PostgreSQL is required)")
+        pytest.skip(reason)
+    server = PrivatePostgres()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture

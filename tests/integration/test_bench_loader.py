@@ -10,7 +10,7 @@ from meshkit.database import Database, utcnow
 from meshkit.money import Money
 from notifications.storage import NotificationStore
 from orders.storage import OrderStore
-from tests.conftest import SERVICES, database_url
+from tests.helpers.databases import SERVICES, database_url
 
 ORDERS = 1000
 BACKLOG = 250

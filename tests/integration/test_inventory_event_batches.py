@@ -13,7 +13,7 @@ from inventory.storage import InventoryStore
 from meshkit import migrations
 from meshkit.database import Database
 from meshkit.money import Money
-from tests.conftest import database_url
+from tests.helpers.databases import database_url
 
 WAIT = dt.timedelta(minutes=5)
 ROUNDS = 30

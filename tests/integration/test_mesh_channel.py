@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devmesh import mesh_identity
 from meshkit import mesh_tls
 from meshkit.server import ServiceBinding, create_server
-from tests.mesh_peers import der, presented
+from tests.helpers.mesh_peers import der, presented
 
 NAME = "shopmesh.test.v1.Thing"
 

@@ -18,7 +18,7 @@ from meshkit.money import Money
 from orders import domain
 from orders.protos import serialized
 from orders.storage import OrderStore
-from tests.conftest import SERVICES, database_url
+from tests.helpers.databases import SERVICES, database_url
 
 
 @pytest.fixture

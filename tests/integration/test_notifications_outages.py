@@ -16,10 +16,9 @@ from sqlalchemy import create_engine, text
 from notifications.main import SERVICE_NAME, create_app
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
-from tests.conftest import BACKENDS, database_url
+from tests.helpers.databases import BACKENDS, database_url
 from tests.integration.conftest import eventually, product, service_channel
 from tests.integration.test_orders_service import create
-from tests.private_postgres import private_postgres  # noqa: F401 - a fixture
 
 Status = npb.Notification.Status
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -141,7 +140,7 @@ async def test_a_postgresql_restart_under_load_delays_emails_and_loses_none(
     stocked,
     smtp,
     service_env,
-    private_postgres,  # noqa: F811 - the fixture
+    private_postgres,
 ):
     url = private_postgres.server.create_database("notifications")
     async with notification_service(service_env, smtp, orders, NOTIFICATIONS_DATABASE_URL=url) as service:

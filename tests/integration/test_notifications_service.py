@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from notifications.storage import NotificationRow
 from shopmesh.notifications.v1 import notifications_pb2 as pb
-from tests.conftest import database_url
+from tests.helpers.databases import database_url
 from tests.integration.conftest import all_pages
 
 

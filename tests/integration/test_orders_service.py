@@ -12,7 +12,7 @@ from orders.main import create_app
 from orders.storage import OrderEventRow
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.conftest import database_url
+from tests.helpers.databases import database_url
 from tests.integration.conftest import all_pages, eventually, product, service_channel
 from tests.integration.test_inventory_service import available, details, stock_is
 

@@ -5,6 +5,7 @@ initdb refuses to run as root, so as root every command runs as the `postgres` s
 user, in a data directory that user owns. The server is stopped by its PID, always.
 """
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -14,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 from devmesh.ports import free_port
 from devmesh.postgres import PostgresServer
 
@@ -23,7 +22,7 @@ BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 STOP_SECONDS = 30.0
 
 
-def _missing() -> str | None:
+def unavailable_reason() -> str | None:
     """Why no private server can run here, or None."""
     if not BIN_DIRS:
         return "no PostgreSQL binaries under /usr/lib/postgresql/*/bin"
@@ -38,6 +37,8 @@ def _missing() -> str | None:
 
 
 class PrivatePostgres:
+    """One server in a temporary directory: start(), restart() under load, stop() by its PID."""
+
     def __init__(self) -> None:
         self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="shopmesh-pg-"))
@@ -106,23 +107,5 @@ class PrivatePostgres:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it may have ended by itself
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-@pytest.fixture
-def private_postgres():
-    """A running private server; stopped at the end whatever happened. Without the
-    binaries the test is skipped, unless CI is set: there it fails."""
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so PostgreSQL is required)")
-        pytest.skip(reason)
-    server = PrivatePostgres()
-    try:
-        yield server.start()
-    finally:
-        server.stop()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 
@@ -20,7 +22,7 @@ class Span:
     span_id: str
     parent_span_id: str
     error: bool
-    attributes: dict
+    attributes: dict[str, common_pb2.AnyValue]
     links: tuple[str, ...]
 
 
@@ -28,11 +30,11 @@ class Span:
 class HistogramPoint:
     service: str
     metric: str
-    attributes: dict
+    attributes: dict[str, str]
     count: int
 
 
-def _service_of(resource) -> str:
+def _service_of(resource: resource_pb2.Resource) -> str:
     return next((a.value.string_value for a in resource.attributes if a.key == "service.name"), "")
 
 
@@ -40,7 +42,9 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, collector: "Collector") -> None:
         self._collector = collector
 
-    def Export(self, request, context):
+    def Export(
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: grpc.ServicerContext
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         points = [
             HistogramPoint(
                 _service_of(resource_metrics.resource),
@@ -59,6 +63,8 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
 
 
 class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    """Receives spans (and, through _Metrics, histogram points) on a loopback port until stopped."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spans: list[Span] = []
@@ -68,7 +74,9 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
-    def Export(self, request, context):
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
         received = []
         for resource_spans in request.resource_spans:
             service = _service_of(resource_spans.resource)
