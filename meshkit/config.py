@@ -5,7 +5,7 @@ prints it and exits with status 2 instead of a traceback.
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,16 @@ def integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -
     if parsed < minimum:
         raise ConfigError(f"{name}={value!r} must be at least {minimum}")
     return parsed
+
+
+def choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str | None:
+    """One of choices, spelt exactly; None when the variable is unset or empty."""
+    value = get(env, name, "")
+    if not value:
+        return None
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of: {', '.join(choices)}")
+    return value
 
 
 def seconds(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:

@@ -225,7 +225,6 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
     A configuration error ends the process with one line on stderr and status 2; a failed
     background task (logged when it failed) with status 1, so that compose or Kubernetes
     start the service again."""
-    logs.configure(service)
 
     async def main() -> None:
         env = config.environ()
@@ -243,6 +242,7 @@ def run(service: str, create_app: Callable[[Mapping[str, str]], Awaitable[MeshSe
                 provider.shutdown()  # exports what is still buffered
 
     try:
+        logs.configure(service, config.environ())  # a bad SHOPMESH_LOG_FORMAT is reported like any setting
         asyncio.run(main())
     except config.ConfigError as error:
         print(f"{service}: configuration error: {error}", file=sys.stderr)
