@@ -15,6 +15,7 @@ cost several times the statements themselves on these short transactions.
 
 import datetime as dt
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -22,7 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
+    Row,
     String,
     bindparam,
     insert,
@@ -33,13 +34,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from inventory import domain
-from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime, utcnow
+from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, utcnow
 from meshkit.errors import AlreadyExists, FailedPrecondition, NotFound
-from meshkit.money import NANOS_PER_UNIT, Money
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    """The Inventory database's tables."""
+
+    metadata = service_metadata()
 
 
 class ProductRow(Base):
@@ -98,6 +100,8 @@ PRODUCTS = ProductRow.__table__
 RESERVATIONS = ReservationRow.__table__
 LINES = ReservationLineRow.__table__
 CURSORS = StreamCursorRow.__table__
+PRICE = MoneyColumns("price")
+UNIT_PRICE = MoneyColumns("unit_price")
 ORDER_EVENTS = "order_events"
 LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS).with_for_update()
 MOVE_CURSOR = update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=bindparam("p_sequence"))
@@ -163,14 +167,12 @@ SET_STATUS = (
 )
 
 
-def _product_from(row) -> domain.Product:
-    price = Money(row.currency, row.price_units * NANOS_PER_UNIT + row.price_nanos)
-    return domain.Product(row.product_id, row.title, price, row.available, row.create_time, row.update_time)
+def _product_from(row: Row[Any]) -> domain.Product:
+    return domain.Product(row.product_id, row.title, PRICE.money(row), row.available, row.create_time, row.update_time)
 
 
-def _line_from(row) -> domain.ReservationLine:
-    price = Money(row.currency, row.unit_price_units * NANOS_PER_UNIT + row.unit_price_nanos)
-    return domain.ReservationLine(row.product_id, row.quantity, price)
+def _line_from(row: Row[Any]) -> domain.ReservationLine:
+    return domain.ReservationLine(row.product_id, row.quantity, UNIT_PRICE.money(row))
 
 
 class InventoryStore:
@@ -184,14 +186,11 @@ class InventoryStore:
             if connection.execute(PRODUCT_BY_ID, {"product_id": product.product_id}).first() is not None:
                 raise AlreadyExists("product", product.product_id)
             now = utcnow()
-            units, nanos = product.price.units_and_nanos
             connection.execute(
                 insert(PRODUCTS).values(
                     product_id=product.product_id,
                     title=product.title.strip(),
-                    currency=product.price.currency,
-                    price_units=units,
-                    price_nanos=nanos,
+                    **PRICE.values(product.price),
                     available=product.available,
                     received=product.available,
                     create_time=now,
@@ -501,11 +500,9 @@ def _take_stock(
                 "line_no": i,
                 "product_id": line.product_id,
                 "quantity": line.quantity,
-                "currency": line.unit_price.currency,
-                "unit_price_units": line.unit_price.units_and_nanos[0],
-                "unit_price_nanos": line.unit_price.units_and_nanos[1],
+                **UNIT_PRICE.values(products[line.product_id].price),
             }
-            for i, line in enumerate(reserved)
+            for i, line in enumerate(lines)
         ],
     )
     return domain.Reservation(reservation_id, reserved, status, now, now, expire_time)

@@ -21,15 +21,16 @@ import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Select, create_engine, event, exc
+from sqlalchemy import DateTime, MetaData, Row, Select, create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from meshkit import telemetry
 from meshkit.group_commit import GroupCommitter
+from meshkit.money import Money
 
 T = TypeVar("T")
 
@@ -43,6 +44,35 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def service_metadata() -> MetaData:
+    """A new MetaData for one service's declarative base (`metadata = service_metadata()`),
+    naming constraints and indexes by NAMING_CONVENTION. Each service has a database and
+    an Alembic history of its own, and two of them have a table of the same name
+    (stream_cursors), so no two services may share one."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class MoneyColumns:
+    """Where a table keeps an amount of money: google.type.Money's split over a `currency`
+    column and two of one prefix, so that MoneyColumns("price") is currency, price_units
+    and price_nanos. Converts a Money to those columns' values and a row's back."""
+
+    __slots__ = ("_nanos", "_units")
+
+    def __init__(self, prefix: str) -> None:
+        self._units = f"{prefix}_units"
+        self._nanos = f"{prefix}_nanos"
+
+    def values(self, money: Money) -> dict[str, str | int]:
+        """money as the columns' values, for an INSERT or UPDATE."""
+        units, nanos = money.units_and_nanos
+        return {"currency": money.currency, self._units: units, self._nanos: nanos}
+
+    def money(self, row: Row[Any]) -> Money:
+        """The amount a row of the table keeps."""
+        return Money.of(row.currency, getattr(row, self._units), getattr(row, self._nanos))
 
 
 def is_outage(error: BaseException) -> bool:

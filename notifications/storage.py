@@ -7,17 +7,19 @@ any crash the consumer resumes exactly after the last event it recorded.
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Connection, Integer, MetaData, String, Text, bindparam, insert, select, update
+from sqlalchemy import BigInteger, Connection, Integer, String, Text, bindparam, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime
+from meshkit.database import Database, UTCDateTime, service_metadata
 from notifications import domain
 
 ORDER_EVENTS = "orders"  # the one stream this service follows
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    """The Notification database's tables."""
+
+    metadata = service_metadata()
 
 
 class NotificationRow(Base):

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
     and_,
@@ -33,15 +32,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from meshkit import telemetry
-from meshkit.database import NAMING_CONVENTION, Database, UTCDateTime, utcnow
+from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, utcnow
 from meshkit.errors import NotFound, Unavailable
-from meshkit.money import NANOS_PER_UNIT, Money
+from meshkit.money import Money
 from orders import domain
 from orders.protos import serialized
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    """The Order database's tables."""
+
+    metadata = service_metadata()
 
 
 class OrderRow(Base):
@@ -133,6 +134,8 @@ def snapshot_from_json(text: str) -> domain.Order:
 
 ORDERS = OrderRow.__table__
 LINES = OrderLineRow.__table__
+TOTAL = MoneyColumns("total")
+UNIT_PRICE = MoneyColumns("unit_price")
 # Built once: a statement object caches its own compiled form's key, which
 # is most of what building one per call would cost.
 INSERT_ORDER = insert(ORDERS)
@@ -169,11 +172,7 @@ def _one_order(connection: Connection, order_id: str, for_update: bool = False) 
     if row is None:
         raise NotFound("order", order_id)
     lines = tuple(
-        domain.OrderLine(
-            line.product_id,
-            line.quantity,
-            Money(line.currency, line.unit_price_units * NANOS_PER_UNIT + line.unit_price_nanos),
-        )
+        domain.OrderLine(line.product_id, line.quantity, UNIT_PRICE.money(line))
         for line in connection.execute(LINES_OF, {"order_id": order_id})
     )
     return domain.Order(
@@ -181,7 +180,7 @@ def _one_order(connection: Connection, order_id: str, for_update: bool = False) 
         row.customer_email,
         lines,
         domain.OrderStatus(row.status),
-        Money(row.currency, row.total_units * NANOS_PER_UNIT + row.total_nanos),
+        TOTAL.money(row),
         row.create_time,
         row.update_time,
     )
@@ -254,7 +253,6 @@ class OrderStore:
             if not self._db.is_sqlite:
                 # no lock (the event counter's, an order row's) is waited for past the deadline
                 connection.exec_driver_sql(f"SET LOCAL lock_timeout = {_milliseconds_until(deadline)}")
-            units, nanos = order.total.units_and_nanos
             connection.execute(
                 INSERT_ORDER,
                 {
@@ -263,9 +261,7 @@ class OrderStore:
                     "request_fingerprint": fingerprint if request_id else None,
                     "customer_email": order.customer_email,
                     "status": order.status.value,
-                    "currency": order.total.currency,
-                    "total_units": units,
-                    "total_nanos": nanos,
+                    **TOTAL.values(order.total),
                     "create_time": order.create_time,
                     "update_time": order.update_time,
                     "message": serialized(order),
@@ -279,9 +275,7 @@ class OrderStore:
                         "line_no": i,
                         "product_id": line.product_id,
                         "quantity": line.quantity,
-                        "currency": line.unit_price.currency,
-                        "unit_price_units": line.unit_price.units_and_nanos[0],
-                        "unit_price_nanos": line.unit_price.units_and_nanos[1],
+                        **UNIT_PRICE.values(line.unit_price),
                     }
                     for i, line in enumerate(order.lines)
                 ],

@@ -6,8 +6,10 @@ import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from google.type import money_pb2
+from sqlalchemy import create_engine, literal, select
 
 from meshkit import config, errors, pagination, request_context
+from meshkit.database import MoneyColumns
 from meshkit.money import Money
 from meshkit.protoconv import money_from_proto, money_proto_problem, money_to_proto
 from meshkit.status import PEER_CODE_TO_OURS, code_for_caller, from_rpc_error, to_status
@@ -24,6 +26,16 @@ def test_money_arithmetic_is_exact():
     assert str(Money.of("EUR", 12, 500_000_000)) == "12.50 EUR"
     with pytest.raises(ValueError):
         Money.of("EUR", 1) + Money.of("USD", 1)
+
+
+@pytest.mark.parametrize("units, nanos", [(0, 0), (9, 990_000_000), (-3, -250_000_000)])
+def test_money_round_trips_through_a_tables_columns(units, nanos):
+    price = MoneyColumns("price")
+    money = Money.of("EUR", units, nanos)
+    assert price.values(money) == {"currency": "EUR", "price_units": units, "price_nanos": nanos}
+    with create_engine("sqlite://").connect() as connection:
+        row = connection.execute(select(*(literal(v).label(k) for k, v in price.values(money).items()))).one()
+    assert price.money(row) == money
 
 
 @pytest.mark.parametrize("units, nanos", [(1, -1), (-1, 1), (0, 1_000_000_000), (0, -1_000_000_000)])
