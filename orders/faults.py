@@ -13,15 +13,15 @@ from collections.abc import Mapping
 
 from meshkit import config
 from orders import domain
-from orders.inventory_client import InventoryClient, Reserved
+from orders.ports import Inventory, Reserved
 
 log = logging.getLogger(__name__)
 
 
 class CrashAfterReserve:
-    """An InventoryClient that kills its own process once it has reserved product_id."""
+    """An Inventory that kills its own process once it has reserved product_id."""
 
-    def __init__(self, inventory: InventoryClient, product_id: str) -> None:
+    def __init__(self, inventory: Inventory, product_id: str) -> None:
         self._inventory = inventory
         self._product_id = product_id
 
@@ -32,7 +32,8 @@ class CrashAfterReserve:
         return reserved
 
 
-def inventory_from_env(env: Mapping[str, str], inventory: InventoryClient) -> InventoryClient | CrashAfterReserve:
+def inventory_from_env(env: Mapping[str, str], inventory: Inventory) -> Inventory:
+    """inventory itself, or wrapped to crash when SHOPMESH_FAULT_CRASH_AFTER_RESERVE asks for it."""
     product_id = config.get(env, "SHOPMESH_FAULT_CRASH_AFTER_RESERVE", "")
     if not product_id:
         return inventory

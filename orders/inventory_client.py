@@ -3,27 +3,22 @@ listener. Envoy, not this code, retries and times out. (Stock comes back without
 call: Inventory follows the order events.)"""
 
 import datetime as dt
-from dataclasses import dataclass
 
 import grpc
 
+from meshkit.mesh_tls import MeshChannel
 from meshkit.protoconv import money_from_proto
 from meshkit.request_context import outgoing_metadata
 from meshkit.status import from_rpc_error
 from orders import domain
+from orders.ports import Reserved
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 
-@dataclass(frozen=True)
-class Reserved:
-    """Stock taken for an order: the priced lines, and until when the order may be stored."""
-
-    lines: list[domain.OrderLine]
-    expire_time: dt.datetime
-
-
 class InventoryClient:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    """The Inventory service's ReserveStock (orders.ports.Inventory) over a mesh channel."""
+
+    def __init__(self, channel: grpc.aio.Channel | MeshChannel) -> None:
         self._stub = inventory_pb2_grpc.InventoryServiceStub(channel)
 
     async def reserve(self, reservation_id: str, items: tuple[domain.ItemRequest, ...]) -> Reserved:

@@ -7,18 +7,23 @@ from meshkit.caller import Caller
 from meshkit.database import utcnow
 from meshkit.errors import AlreadyExists, NotFound
 from orders import domain
-from orders.inventory_client import InventoryClient
-from orders.storage import OrderStore, RequestConflict
+from orders.ports import Inventory, OrderStore
+from orders.storage import RequestConflict
 
 
 class OrderWorkflow:
-    def __init__(self, store: OrderStore, inventory: InventoryClient, on_change: Callable[[], None]) -> None:
+    """Creates, reads and moves orders through an order store and Inventory (orders.ports)."""
+
+    def __init__(self, store: OrderStore, inventory: Inventory, on_change: Callable[[], None]) -> None:
         self._store = store
         self._inventory = inventory
         # Told after every committed change, so open streams see it at once.
         self._on_change = on_change
 
     async def create(self, new: domain.NewOrder) -> domain.Order:
+        """Reserves the stock of a new order and stores it as PENDING. A repeat of a
+        request_id returns the order of the first request, or AlreadyExists if that
+        request was another customer's or asked for other items."""
         if new.request_id:
             found = await self._store.find_by_request(new.request_id)
             if found is not None:
@@ -41,6 +46,7 @@ class OrderWorkflow:
         return created
 
     def _repeat(self, new: domain.NewOrder, order: domain.Order, fingerprint: str | None) -> domain.Order:
+        """order, stored for new's request_id by a request with fingerprint, if new repeats that request."""
         if fingerprint != new.fingerprint():
             # Names no order: the first request may have been another customer's.
             raise AlreadyExists(
