@@ -23,26 +23,61 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-shopmesh/notifications/v1/notifications.proto\x12\x19shopmesh.notifications.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x03\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x16\n\x0e\x65vent_sequence\x18\x03 \x01(\x03\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12>\n\x06status\x18\x07 \x01(\x0e\x32..shopmesh.notifications.v1.Notification.Status\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x12\n\nmessage_id\x18\t \x01(\t\x12\x12\n\nlast_error\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsend_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATUS_PENDING\x10\x01\x12\x0f\n\x0bSTATUS_SENT\x10\x02\x12\x11\n\rSTATUS_FAILED\x10\x03\"f\n\x18ListNotificationsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"t\n\x19ListNotificationsResponse\x12>\n\rnotifications\x18\x01 \x03(\x0b\x32\'.shopmesh.notifications.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x01\n\x13NotificationService\x12\x99\x01\n\x11ListNotifications\x12\x33.shopmesh.notifications.v1.ListNotificationsRequest\x1a\x34.shopmesh.notifications.v1.ListNotificationsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notificationsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-shopmesh/notifications/v1/notifications.proto\x12\x19shopmesh.notifications.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x04\n\x0cNotification\x12\x1d\n\x0fnotification_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08order_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x65vent_sequence\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x17\n\trecipient\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07subject\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x62ody\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x44\n\x06status\x18\x07 \x01(\x0e\x32..shopmesh.notifications.v1.Notification.StatusB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61ttempts\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nmessage_id\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nlast_error\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tsend_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"X\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATUS_PENDING\x10\x01\x12\x0f\n\x0bSTATUS_SENT\x10\x02\x12\x11\n\rSTATUS_FAILED\x10\x03\"~\n\x18ListNotificationsRequest\x12\x16\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\trecipient\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"t\n\x19ListNotificationsResponse\x12>\n\rnotifications\x18\x01 \x03(\x0b\x32\'.shopmesh.notifications.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x01\n\x13NotificationService\x12\x99\x01\n\x11ListNotifications\x12\x33.shopmesh.notifications.v1.ListNotificationsRequest\x1a\x34.shopmesh.notifications.v1.ListNotificationsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notificationsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shopmesh.notifications.v1.notifications_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['notification_id']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['notification_id']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['order_id']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['order_id']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['event_sequence']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['event_sequence']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['recipient']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['recipient']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['subject']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['subject']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['body']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['body']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['status']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['attempts']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['attempts']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['message_id']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['message_id']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['last_error']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['last_error']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['create_time']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['update_time']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_NOTIFICATION'].fields_by_name['send_time']._loaded_options = None
+  _globals['_NOTIFICATION'].fields_by_name['send_time']._serialized_options = b'\342A\001\003'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['order_id']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['order_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['recipient']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['recipient']._serialized_options = b'\342A\001\001'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/notifications'
-  _globals['_NOTIFICATION']._serialized_start=140
-  _globals['_NOTIFICATION']._serialized_end=628
-  _globals['_NOTIFICATION_STATUS']._serialized_start=540
-  _globals['_NOTIFICATION_STATUS']._serialized_end=628
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=630
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=732
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=734
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=850
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=853
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1030
+  _globals['_NOTIFICATION']._serialized_start=173
+  _globals['_NOTIFICATION']._serialized_end=739
+  _globals['_NOTIFICATION_STATUS']._serialized_start=651
+  _globals['_NOTIFICATION_STATUS']._serialized_end=739
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=741
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=867
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=869
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=985
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=988
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=1165
 # @@protoc_insertion_point(module_scope)
