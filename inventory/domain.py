@@ -6,16 +6,16 @@ import re
 from dataclasses import dataclass
 
 from meshkit.errors import AlreadyExists, FailedPrecondition, PreconditionViolation, Validator
+from meshkit.items import MAX_PRODUCT_ID_LENGTH, check_items
 from meshkit.money import Money, is_currency_code
 
 MAX_TITLE_LENGTH = 200
-MAX_RESERVATION_ITEMS = 100
 MAX_RESERVATION_ID_LENGTH = 128
-# Bounds that keep every stored count and every order total inside int64.
+# Bounds that keep every stored count and every order total inside int64 (with
+# meshkit.items' bounds on a request's items).
 MAX_STOCK = 10**12
-MAX_QUANTITY = 10**6
 MAX_PRICE_UNITS = 10**9
-_PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PRODUCT_ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_PRODUCT_ID_LENGTH - 1}}}$")
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,12 @@ class Reservation:
         return {line.product_id: line.quantity for line in self.lines}
 
 
-def check_product_id(v: Validator, product_id: str, field: str = "product_id") -> None:
-    v.check(
+def check_product_id(v: Validator, product_id: str, field: str = "product_id") -> bool:
+    """Whether product_id has the form Inventory gives product ids (a violation in v if not)."""
+    return v.check(
         bool(_PRODUCT_ID.match(product_id)),
         field,
-        "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        f"must be 1 to {MAX_PRODUCT_ID_LENGTH} letters, digits, '.', '_' or '-', starting with a letter or digit",
     )
 
 
@@ -149,15 +150,7 @@ def validate_reservation_id(reservation_id: str) -> None:
 def validate_reservation(reservation_id: str, lines: list[ReservationLine]) -> None:
     v = Validator()
     _check_reservation_id(v, reservation_id)
-    v.check(bool(lines), "items", "must list at least one item")
-    v.check(len(lines) <= MAX_RESERVATION_ITEMS, "items", f"must list at most {MAX_RESERVATION_ITEMS} items")
-    seen: set[str] = set()
-    for i, line in enumerate(lines):
-        check_product_id(v, line.product_id, f"items[{i}].product_id")
-        v.check(line.product_id not in seen, f"items[{i}].product_id", f"{line.product_id} is listed twice")
-        seen.add(line.product_id)
-        v.check(line.quantity > 0, f"items[{i}].quantity", "must be positive")
-        v.check(line.quantity <= MAX_QUANTITY, f"items[{i}].quantity", f"must be at most {MAX_QUANTITY}")
+    check_items(v, lines, check_product_id)
     v.raise_if_any()
 
 

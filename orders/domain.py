@@ -10,10 +10,9 @@ import uuid
 from dataclasses import dataclass, replace
 
 from meshkit.errors import FailedPrecondition, PreconditionViolation, Validator
+from meshkit.items import check_items, check_product_id_length
 from meshkit.money import Money
 
-MAX_ITEMS = 100
-MAX_QUANTITY = 10**6
 MAX_REQUEST_ID_LENGTH = 128
 MAX_EMAIL_LENGTH = 254
 # Order ids made from a request_id are UUIDv5 in this namespace, so that every
@@ -25,8 +24,6 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
-# Inventory owns product ids and checks their form; an order only needs one.
-MAX_PRODUCT_ID_LENGTH = 64
 
 
 class OrderStatus(enum.Enum):
@@ -142,19 +139,8 @@ def validate_new_order(customer_email: str, items: list[ItemRequest], request_id
     problem = email_problem(customer_email)
     if problem:
         v.add("customer_email", problem)
-    v.check(bool(items), "items", "must list at least one item")
-    v.check(len(items) <= MAX_ITEMS, "items", f"must list at most {MAX_ITEMS} items")
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        if v.check(
-            0 < len(item.product_id) <= MAX_PRODUCT_ID_LENGTH,
-            f"items[{i}].product_id",
-            f"must be 1 to {MAX_PRODUCT_ID_LENGTH} characters",
-        ):
-            v.check(item.product_id not in seen, f"items[{i}].product_id", f"{item.product_id} is listed twice")
-        seen.add(item.product_id)
-        v.check(item.quantity > 0, f"items[{i}].quantity", "must be positive")
-        v.check(item.quantity <= MAX_QUANTITY, f"items[{i}].quantity", f"must be at most {MAX_QUANTITY}")
+    # Inventory owns product ids and checks their form; an order only needs one.
+    check_items(v, items, check_product_id_length)
     v.check(
         len(request_id) <= MAX_REQUEST_ID_LENGTH,
         "request_id",

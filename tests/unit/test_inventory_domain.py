@@ -35,6 +35,18 @@ def test_reservation_rejects_duplicates_and_bad_quantities():
     assert [v.field for v in raised.value.violations] == ["items[1].product_id", "items[2].quantity"]
 
 
+def test_reservation_items_follow_the_shared_rules_with_inventorys_product_id_form():
+    lines = [ReservationLine("bad id!", 1), ReservationLine("bad id!", 10**6 + 1), ReservationLine("A", 1)]
+    with pytest.raises(InvalidArgument) as raised:
+        domain.validate_reservation("r-1", lines)
+    form = "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    assert [(v.field, v.description) for v in raised.value.violations] == [
+        ("items[0].product_id", form),
+        ("items[1].product_id", form),
+        ("items[1].quantity", "must be at most 1000000"),
+    ]
+
+
 def test_reservation_needs_an_id_and_items():
     with pytest.raises(InvalidArgument) as raised:
         domain.validate_reservation("", [])

@@ -108,6 +108,20 @@ def test_new_order_reports_every_bad_field_at_once():
     ]
 
 
+def test_new_order_items_follow_the_shared_rules_with_orders_product_id_rule():
+    with pytest.raises(InvalidArgument) as raised:
+        domain.validate_new_order(
+            "a@example.com",
+            [ItemRequest("bad id!", 1), ItemRequest("x" * 65, 10**6 + 1), ItemRequest("bad id!", 1)],
+            "",
+        )
+    assert [(v.field, v.description) for v in raised.value.violations] == [
+        ("items[1].product_id", "must be 1 to 64 characters"),
+        ("items[1].quantity", "must be at most 1000000"),
+        ("items[2].product_id", "bad id! is listed twice"),
+    ]
+
+
 def test_new_order_needs_items():
     with pytest.raises(InvalidArgument, match="items: must list at least one item"):
         domain.validate_new_order("a@example.com", [], "")
