@@ -4,22 +4,24 @@ import re
 from dataclasses import dataclass
 
 NANOS_PER_UNIT = 1_000_000_000
-# The largest amount google.type.Money can carry: int64 units.
-MAX_UNITS = 2**63 - 1
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def is_currency_code(code: str) -> bool:
+    """Whether code has the form of an ISO 4217 currency code (three capital letters)."""
     return bool(_CURRENCY.match(code))
 
 
 @dataclass(frozen=True, order=True)
 class Money:
+    """An amount of one currency, in nanos of its unit."""
+
     currency: str
     nanos: int
 
     @classmethod
     def of(cls, currency: str, units: int, nanos: int = 0) -> "Money":
+        """The amount google.type.Money splits into units and nanos (of the same sign)."""
         return cls(currency, units * NANOS_PER_UNIT + nanos)
 
     @property
@@ -29,9 +31,6 @@ class Money:
         nanos = abs(self.nanos) % NANOS_PER_UNIT
         sign = -1 if self.nanos < 0 else 1
         return sign * units, sign * nanos
-
-    def fits(self) -> bool:
-        return abs(self.nanos) // NANOS_PER_UNIT <= MAX_UNITS
 
     def __mul__(self, factor: int) -> "Money":
         return Money(self.currency, self.nanos * factor)
