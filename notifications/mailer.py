@@ -39,24 +39,27 @@ class SmtpMailer:
 
     async def send(self, message: EmailMessage) -> None:
         """Returns once the server accepted the message; raises if it did not."""
-        reused = self._client is not None and self._client.is_connected
-        if not reused:
-            await self._connect()
+        client = self._client
+        reused = client is not None and client.is_connected
+        if client is None or not reused:
+            client = await self._connect()
         try:
-            await self._client.send_message(message)
+            await client.send_message(message)
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
             self._client = None
             if not reused:
                 raise
             # The server closed the kept connection while it was idle: once more
             # on a new one (a resend, if any, keeps its Message-ID).
-            await self._connect()
-            await self._client.send_message(message)
+            client = await self._connect()
+            await client.send_message(message)
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> aiosmtplib.SMTP:
+        """A new connection, kept for the emails that follow."""
         client = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=SMTP_TIMEOUT_SECONDS)
         await client.connect()
         self._client = client
+        return client
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -71,6 +74,8 @@ class SmtpMailer:
 
 
 class MaildirMailer:
+    """Adds each email to a Maildir, as a local mail server would deliver it."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._box = mailbox.Maildir(path, create=True)

@@ -17,7 +17,7 @@ from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 SERVICE_NAME = notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 
 
-def mailer_from_env(env: Mapping[str, str]):
+def mailer_from_env(env: Mapping[str, str]) -> SmtpMailer | MaildirMailer:
     """SMTP when SMTP_HOST is set, else a Maildir in the data directory."""
     host = config.get(env, "SMTP_HOST", "")
     if host:

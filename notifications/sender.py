@@ -17,7 +17,7 @@ from meshkit import resume, telemetry
 from meshkit.database import utcnow
 from notifications import domain
 from notifications.mailer import build_message
-from notifications.storage import NotificationStore
+from notifications.ports import Mailer, PendingNotifications
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,12 @@ PAUSE_SECONDS = 1.0
 
 
 class Sender:
+    """Hands due notifications to mailer, and records in store what became of each."""
+
     def __init__(
         self,
-        store: NotificationStore,
-        mailer,
+        store: PendingNotifications,
+        mailer: Mailer,
         sender_address: str,
         policy: domain.RetryPolicy,
         pause: float = PAUSE_SECONDS,
@@ -55,13 +57,18 @@ class Sender:
     async def _send_due(self) -> None:
         while True:
             self._wake.clear()
-            await self._record_accepted()
-            due = await self._store.due(utcnow(), BATCH_SIZE)
-            for notification in due:
-                await self._attempt(notification)
-            if len(due) == BATCH_SIZE:
+            if await self.send_due() == BATCH_SIZE:
                 continue
             await self._sleep_until_due()
+
+    async def send_due(self) -> int:
+        """One pass of run(): records what the mail server accepted before, then tries the
+        notifications due now (at most BATCH_SIZE), oldest first. How many were due."""
+        await self._record_accepted()
+        due = await self._store.due(utcnow(), BATCH_SIZE)
+        for notification in due:
+            await self._attempt(notification)
+        return len(due)
 
     async def _sleep_until_due(self) -> None:
         next_time = await self._store.next_attempt_time()
