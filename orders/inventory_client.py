@@ -6,7 +6,6 @@ import datetime as dt
 
 import grpc
 
-from meshkit.mesh_tls import MeshChannel
 from meshkit.protoconv import money_from_proto
 from meshkit.request_context import outgoing_metadata
 from meshkit.status import from_rpc_error
@@ -18,7 +17,7 @@ from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 class InventoryClient:
     """The Inventory service's ReserveStock (orders.ports.Inventory) over a mesh channel."""
 
-    def __init__(self, channel: grpc.aio.Channel | MeshChannel) -> None:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = inventory_pb2_grpc.InventoryServiceStub(channel)
 
     async def reserve(self, reservation_id: str, items: tuple[domain.ItemRequest, ...]) -> Reserved:
