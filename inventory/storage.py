@@ -102,9 +102,12 @@ LINES = ReservationLineRow.__table__
 CURSORS = StreamCursorRow.__table__
 PRICE = MoneyColumns("price")
 UNIT_PRICE = MoneyColumns("unit_price")
-ORDER_EVENTS = "order_events"
-LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS).with_for_update()
-MOVE_CURSOR = update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=bindparam("p_sequence"))
+# stream_cursors' key (its stream column) of the order event stream's row
+ORDER_EVENTS_CURSOR_KEY = "order_events"
+LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).with_for_update()
+MOVE_CURSOR = (
+    update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).values(last_sequence=bindparam("p_sequence"))
+)
 PRODUCT_BY_ID = select(PRODUCTS).where(PRODUCTS.c.product_id == bindparam("product_id"))
 RESERVATION_BY_ID = select(RESERVATIONS).where(RESERVATIONS.c.reservation_id == bindparam("reservation_id"))
 # Built once: a statement object caches its own compiled form's key, which
@@ -292,7 +295,7 @@ class InventoryStore:
 
     async def cursor(self) -> int:
         """The sequence of the last order event applied."""
-        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS)
+        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY)
         return await self._db.read(lambda connection: connection.scalar(query) or 0)
 
     async def apply_order_events(self, events: list[tuple[int, str, str]]) -> list[domain.Reservation]:
@@ -304,7 +307,7 @@ class InventoryStore:
         def work(connection: Connection) -> list[domain.Reservation]:
             last = connection.scalar(LOCK_CURSOR)
             if last is None:
-                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS, last_sequence=0))
+                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS_CURSOR_KEY, last_sequence=0))
                 last = 0
             new = [event for event in events if event[0] > last]  # the rest were applied before
             if not new:

@@ -13,7 +13,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from meshkit.database import Database, UTCDateTime, service_metadata
 from notifications import domain
 
-ORDER_EVENTS = "orders"  # the one stream this service follows
+# stream_cursors' key (its stream column) of the order event stream's row: the one
+# stream this service follows
+ORDER_EVENTS_CURSOR_KEY = "orders"
 
 
 class Base(DeclarativeBase):
@@ -61,8 +63,10 @@ ERROR_LENGTH = 1000
 # Built once: a statement object caches its own compiled form's key, which
 # is most of what building one per call would cost.
 INSERT_NOTIFICATION = insert(NOTIFICATIONS)
-LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS).with_for_update()
-MOVE_CURSOR = update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS).values(last_sequence=bindparam("p_sequence"))
+LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).with_for_update()
+MOVE_CURSOR = (
+    update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).values(last_sequence=bindparam("p_sequence"))
+)
 MARK_SENT = (
     update(NOTIFICATIONS)
     # PENDING only: marking again after a commit whose answer was lost changes nothing
@@ -146,7 +150,7 @@ class NotificationStore:
 
     async def cursor(self) -> int:
         """The sequence of the last order event recorded."""
-        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS)
+        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY)
         return await self._db.read(lambda connection: connection.scalar(query) or 0)
 
     async def record(self, events: list[RecordedEvent], now: dt.datetime) -> None:
@@ -156,7 +160,7 @@ class NotificationStore:
         def work(connection: Connection) -> None:
             last = connection.scalar(LOCK_CURSOR)
             if last is None:
-                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS, last_sequence=0))
+                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS_CURSOR_KEY, last_sequence=0))
                 last = 0
             # recorded before: a stream re-opened by another consumer instance
             new = [event for event in events if event.sequence > last]
@@ -194,10 +198,10 @@ class NotificationStore:
         self, notification_id: str, error: str, now: dt.datetime, policy: domain.RetryPolicy
     ) -> domain.NotificationStatus:
         """Counts a failed attempt and schedules the next one, or gives up (FAILED)."""
-        this = NOTIFICATIONS.c.id == int(notification_id)
+        by_id = NOTIFICATIONS.c.id == int(notification_id)
 
         def work(connection: Connection) -> domain.NotificationStatus:
-            attempts = connection.scalar(select(NOTIFICATIONS.c.attempts).where(this).with_for_update()) + 1
+            attempts = connection.scalar(select(NOTIFICATIONS.c.attempts).where(by_id).with_for_update()) + 1
             delay = policy.delay_after(attempts)
             if delay is None:
                 status, next_time = domain.NotificationStatus.FAILED, None
@@ -205,7 +209,7 @@ class NotificationStore:
                 status, next_time = domain.NotificationStatus.PENDING, now + dt.timedelta(seconds=delay)
             connection.execute(
                 update(NOTIFICATIONS)
-                .where(this)
+                .where(by_id)
                 .values(
                     attempts=attempts,
                     last_error=error[:ERROR_LENGTH],
