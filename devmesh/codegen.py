@@ -1,5 +1,9 @@
 """`make gen`: writes gen/ from protos/ with grpc_tools' protoc.
 
+Per proto: the messages (`*_pb2.py`) with their type stubs (`*_pb2.pyi`, protoc's
+own), the gRPC stubs and servicers (`*_pb2_grpc.py`) with theirs (`*_pb2_grpc.pyi`,
+mypy-protobuf's protoc-gen-mypy_grpc), and Envoy's descriptor set.
+
 Google's imports (google/api, google/rpc, google/type) are read from the
 installed googleapis-common-protos package, google/protobuf from grpc_tools.
 `python -m devmesh.codegen --check` fails when gen/ differs from a fresh run.
@@ -9,6 +13,7 @@ import argparse
 import filecmp
 import shutil
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -29,17 +34,35 @@ GOOGLE_PROTOS = (
     "google/rpc/error_details.proto",
 )
 DESCRIPTOR_EXTRAS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
+# Options of protoc-gen-mypy_grpc. Its default stubs type both sync and grpc.aio use:
+# clients use either kind of channel, and a servicer's methods are `async def`s taking a
+# grpc.aio.ServicerContext or plain defs, each checked against its request and response
+# messages. generate_concrete_servicer_stubs: the generated servicer answers UNIMPLEMENTED
+# for every method not overridden, so a servicer of a few methods is no abstract class.
+# quiet: no line per file written.
+MYPY_GRPC_OPTIONS = "generate_concrete_servicer_stubs,quiet"
 
 
 def googleapis_root() -> Path:
+    """Where googleapis-common-protos keeps Google's .proto files."""
     return Path(google.api.__path__[0]).parent.parent
 
 
 def wellknown_root() -> Path:
+    """Where grpc_tools keeps google/protobuf's .proto files."""
     return Path(grpc_tools.__file__).parent / "_proto"
 
 
+def mypy_grpc_plugin() -> Path:
+    """protoc-gen-mypy_grpc, installed by mypy-protobuf beside this interpreter."""
+    plugin = Path(sysconfig.get_path("scripts")) / "protoc-gen-mypy_grpc"
+    if not plugin.is_file():
+        raise SystemExit(f"{plugin} is missing: run `make install` (mypy-protobuf)")
+    return plugin
+
+
 def our_protos() -> list[str]:
+    """ShopMesh's .proto files, relative to protos/."""
     return sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
 
 
@@ -54,7 +77,14 @@ def generate(out: Path) -> None:
     """Writes the Python modules, type stubs and Envoy descriptor set to out."""
     out.mkdir(parents=True, exist_ok=True)
     files = our_protos()
-    _protoc(f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *files)
+    _protoc(
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        f"--plugin=protoc-gen-mypy_grpc={mypy_grpc_plugin()}",
+        f"--mypy_grpc_out={MYPY_GRPC_OPTIONS}:{out}",
+        *files,
+    )
     descriptor = out / DESCRIPTOR_SET.relative_to(GEN)
     _protoc(
         f"--descriptor_set_out={descriptor}",
