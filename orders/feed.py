@@ -9,12 +9,13 @@ another process sharing the database are found by a light poll.
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from orders import domain
-from orders.storage import OrderStore
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,25 @@ class Lagged:
 LAGGED = Lagged()
 
 
+class EventLog(Protocol):
+    """What the feed reads from the order database (orders.storage.OrderStore)."""
+
+    async def last_sequence(self) -> int: ...
+
+    async def events_after(self, sequence: int, limit: int) -> list[domain.OrderEvent]: ...
+
+
 class Subscription:
-    def __init__(self, order_id: str | None) -> None:
-        self.order_id = order_id
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._limit = QUEUE_LIMIT if order_id is None else ORDER_QUEUE_LIMIT
+    """One stream's queue of events from the feed, holding at most limit of them."""
+
+    def __init__(self, limit: int) -> None:
+        self._queue: asyncio.Queue[domain.OrderEvent | Lagged | None] = asyncio.Queue()
+        self._limit = limit
         self._lagging = False
 
-    def deliver(self, item) -> None:
+    def deliver(self, item: domain.OrderEvent | None) -> None:
+        """Queues an event, or None: the feed closed. Past the limit, queues LAGGED once and
+        drops what follows until the subscriber has taken it."""
         if item is None:  # the feed closed: this must arrive, lagging or not
             self._queue.put_nowait(None)
             return
@@ -51,7 +63,8 @@ class Subscription:
             return
         if self._queue.qsize() >= self._limit:
             self._lagging = True
-            item = LAGGED
+            self._queue.put_nowait(LAGGED)
+            return
         self._queue.put_nowait(item)
 
     async def next(self) -> domain.OrderEvent | Lagged | None:
@@ -63,13 +76,24 @@ class Subscription:
 
 
 class ChangeFeed:
-    def __init__(self, store: OrderStore, poll_seconds: float = POLL_SECONDS) -> None:
+    """Reads each new order event once and hands it to every subscription that wants it."""
+
+    def __init__(
+        self,
+        store: EventLog,
+        poll_seconds: float = POLL_SECONDS,
+        queue_limit: int = QUEUE_LIMIT,
+        order_queue_limit: int = ORDER_QUEUE_LIMIT,
+    ) -> None:
         self._store = store
         self._poll_seconds = poll_seconds
+        self._queue_limit = queue_limit
+        self._order_queue_limit = order_queue_limit
         self._wake = asyncio.Event()
-        self._everything: set[Subscription] = set()
-        self._by_order: defaultdict[str, set[Subscription]] = defaultdict(set)
-        self._last: int | None = None
+        self._subscribers_of_all_orders: set[Subscription] = set()
+        self._subscribers_by_order: defaultdict[str, set[Subscription]] = defaultdict(set)
+        # the last event handed out; read from the database when run() starts
+        self._last = 0
         self._closed = False
 
     def wake(self) -> None:
@@ -77,31 +101,33 @@ class ChangeFeed:
         self._wake.set()
 
     @contextmanager
-    def subscribe(self, order_id: str | None = None):
+    def subscribe(self, order_id: str | None = None) -> Iterator[Subscription]:
         """Events of one order, or of every order when order_id is None."""
-        subscription = Subscription(order_id)
+        if order_id is None:
+            subscription, group = Subscription(self._queue_limit), self._subscribers_of_all_orders
+        else:
+            subscription, group = Subscription(self._order_queue_limit), self._subscribers_by_order[order_id]
         if self._closed:
             subscription.deliver(None)
-        group = self._everything if order_id is None else self._by_order[order_id]
         group.add(subscription)
         try:
             yield subscription
         finally:
             group.discard(subscription)
             if order_id is not None and not group:
-                self._by_order.pop(order_id, None)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._everything) + sum(len(group) for group in self._by_order.values())
+                self._subscribers_by_order.pop(order_id, None)
 
     def close(self) -> None:
         """Ends every stream (the server is stopping)."""
         self._closed = True
-        for subscription in [*self._everything, *(s for g in self._by_order.values() for s in g)]:
+        for subscription in [
+            *self._subscribers_of_all_orders,
+            *(s for group in self._subscribers_by_order.values() for s in group),
+        ]:
             subscription.deliver(None)
 
     async def run(self) -> None:
+        """Hands out new events until close(), looking when woken or every poll_seconds."""
         self._last = await self._store.last_sequence()
         while not self._closed:
             try:
@@ -120,9 +146,9 @@ class ChangeFeed:
         while True:
             events = await self._store.events_after(self._last, BATCH_SIZE)
             for event in events:
-                for subscription in self._everything:
+                for subscription in self._subscribers_of_all_orders:
                     subscription.deliver(event)
-                watchers = list(self._by_order.get(event.order.order_id, ()))
+                watchers = list(self._subscribers_by_order.get(event.order.order_id, ()))
                 for start in range(0, len(watchers), FAN_OUT_STEP):
                     if start:
                         # Each watcher woken sends the change before the loop polls again:

@@ -4,7 +4,8 @@ import pytest
 
 from meshkit.caller import Caller
 from meshkit.errors import ResourceExhausted
-from orders.feed import LAGGED, ORDER_QUEUE_LIMIT, Subscription
+from orders import domain
+from orders.feed import LAGGED, ORDER_QUEUE_LIMIT, ChangeFeed
 from orders.watches import OpenWatches, WatchLimits, client_key
 
 EDGE_CUSTOMER = Caller(via_edge=True, email="ann@example.com", roles=frozenset({"customer"}))
@@ -53,12 +54,27 @@ def test_the_process_cap_counts_every_watch():
         assert watches.open == 1
 
 
+class NoEvents:
+    """An order database without events (the feed is never run here)."""
+
+    async def last_sequence(self) -> int:
+        return 0
+
+    async def events_after(self, sequence: int, limit: int) -> list[domain.OrderEvent]:
+        return []
+
+
 async def test_a_watcher_of_one_order_holds_a_small_queue_and_is_told_to_re_read_past_it():
-    watcher, follower = Subscription("o-1"), Subscription(None)
-    for subscription in (watcher, follower):
+    feed = ChangeFeed(NoEvents())
+    with feed.subscribe("o-1") as watcher, feed.subscribe() as follower:
         for sequence in range(ORDER_QUEUE_LIMIT + 5):
-            subscription.deliver(sequence)
-        subscription.deliver(None)  # the feed closing arrives all the same
-    assert [await watcher.next() for _ in range(ORDER_QUEUE_LIMIT + 2)] == [*range(ORDER_QUEUE_LIMIT), LAGGED, None]
-    # a follower of every order (StreamOrderEvents) keeps its larger queue
-    assert [await follower.next() for _ in range(ORDER_QUEUE_LIMIT + 6)] == [*range(ORDER_QUEUE_LIMIT + 5), None]
+            watcher.deliver(sequence)
+            follower.deliver(sequence)
+        feed.close()  # the feed closing arrives all the same
+        assert [await watcher.next() for _ in range(ORDER_QUEUE_LIMIT + 2)] == [
+            *range(ORDER_QUEUE_LIMIT),
+            LAGGED,
+            None,
+        ]
+        # a follower of every order (StreamOrderEvents) keeps its larger queue
+        assert [await follower.next() for _ in range(ORDER_QUEUE_LIMIT + 6)] == [*range(ORDER_QUEUE_LIMIT + 5), None]
