@@ -18,16 +18,13 @@ import grpc
 from inventory.storage import InventoryStore
 from meshkit import resume
 from meshkit.database import utcnow
+from meshkit.protoconv import enum_name
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 RESUME_PAUSE_SECONDS = 1.0
 SETTLE_BATCH = 100
-
-
-def status_name(order: orders_pb2.Order) -> str:
-    return orders_pb2.OrderStatus.Name(order.status).removeprefix("ORDER_STATUS_")
 
 
 class OrderFollower:
@@ -56,7 +53,10 @@ class OrderFollower:
 
     async def _apply(self, events: list[orders_pb2.OrderEvent]) -> None:
         given_back = await self._store.apply_order_events(
-            [(event.sequence, event.order.order_id, status_name(event.order)) for event in events]
+            [
+                (event.sequence, event.order.order_id, enum_name(orders_pb2.OrderStatus, event.order.status))
+                for event in events
+            ]
         )
         for reservation in given_back:
             # Cannot happen while the Order service keeps to expire_time; the books check
@@ -80,5 +80,5 @@ class OrderFollower:
                 await self._store.settle(reservation_id, None, self._grace)
                 log.info("stock of an order that never came given back", extra={"reservation_id": reservation_id})
             else:
-                await self._store.settle(reservation_id, status_name(order), self._grace)
+                await self._store.settle(reservation_id, enum_name(orders_pb2.OrderStatus, order.status), self._grace)
         return len(due)

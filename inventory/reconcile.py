@@ -22,6 +22,7 @@ from inventory.main import reservation_timing
 from inventory.storage import InventoryStore
 from meshkit import config, mesh_tls
 from meshkit.database import Database, utcnow
+from meshkit.protoconv import enum_name
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
 
 PAGE_SIZE = 1000
@@ -33,7 +34,7 @@ async def all_orders(channel: grpc.aio.Channel) -> dict[str, domain.OrderView]:
     while True:
         page = await stub.ListOrders(orders_pb2.ListOrdersRequest(page_size=PAGE_SIZE, page_token=token), timeout=30)
         for order in page.orders:
-            status = orders_pb2.OrderStatus.Name(order.status).removeprefix("ORDER_STATUS_")
+            status = enum_name(orders_pb2.OrderStatus, order.status)
             found[order.order_id] = domain.OrderView(
                 order.order_id, status, {i.product_id: i.quantity for i in order.items}
             )
