@@ -1,16 +1,14 @@
 """NotificationService servicer: request -> storage -> response, nothing more."""
 
+import grpc
+
 from meshkit import pagination
-from meshkit.protoconv import timestamp
+from meshkit.protoconv import enum_to_proto, timestamp
 from notifications import domain
 from notifications.storage import NotificationStore
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 
-_STATUS = {
-    domain.NotificationStatus.PENDING: notifications_pb2.Notification.STATUS_PENDING,
-    domain.NotificationStatus.SENT: notifications_pb2.Notification.STATUS_SENT,
-    domain.NotificationStatus.FAILED: notifications_pb2.Notification.STATUS_FAILED,
-}
+_STATUS_TO_PROTO = enum_to_proto(domain.NotificationStatus, notifications_pb2.Notification.Status)
 
 
 def notification_to_proto(n: domain.Notification) -> notifications_pb2.Notification:
@@ -21,7 +19,7 @@ def notification_to_proto(n: domain.Notification) -> notifications_pb2.Notificat
         recipient=n.recipient,
         subject=n.subject,
         body=n.body,
-        status=_STATUS[n.status],
+        status=_STATUS_TO_PROTO[n.status],
         attempts=n.attempts,
         message_id=n.message_id,
         last_error=n.last_error,
@@ -31,16 +29,28 @@ def notification_to_proto(n: domain.Notification) -> notifications_pb2.Notificat
     )
 
 
+async def _notifications_page(
+    store: NotificationStore, request: notifications_pb2.ListNotificationsRequest
+) -> notifications_pb2.ListNotificationsResponse:
+    filters = {"order_id": request.order_id, "recipient": request.recipient}
+    size = pagination.page_size(request.page_size)
+    before = pagination.decode(request.page_token, filters, int)
+    found = await store.page(request.order_id, request.recipient, before, size + 1)
+    page, token = pagination.cut(found, size, filters, lambda last: int(last.notification_id))
+    return notifications_pb2.ListNotificationsResponse(
+        notifications=[notification_to_proto(n) for n in page], next_page_token=token
+    )
+
+
 class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):
     def __init__(self, store: NotificationStore) -> None:
         self._store = store
 
-    async def ListNotifications(self, request, context):
-        filters = {"order_id": request.order_id, "recipient": request.recipient}
-        size = pagination.page_size(request.page_size)
-        before = pagination.decode(request.page_token, filters, int)
-        found = await self._store.page(request.order_id, request.recipient, before, size + 1)
-        page, token = pagination.cut(found, size, filters, lambda last: int(last.notification_id))
-        return notifications_pb2.ListNotificationsResponse(
-            notifications=[notification_to_proto(n) for n in page], next_page_token=token
-        )
+    async def ListNotifications(
+        self,
+        request: notifications_pb2.ListNotificationsRequest,
+        context: grpc.aio.ServicerContext[
+            notifications_pb2.ListNotificationsRequest, notifications_pb2.ListNotificationsResponse
+        ],
+    ) -> notifications_pb2.ListNotificationsResponse:
+        return await _notifications_page(self._store, request)
