@@ -393,7 +393,9 @@ def _follow_order(connection: Connection, order_id: str, order_status: str) -> d
     return None
 
 
-def _move(connection: Connection, reservation: domain.Reservation, target: domain.ReservationStatus, now) -> None:
+def _move(
+    connection: Connection, reservation: domain.Reservation, target: domain.ReservationStatus, now: dt.datetime
+) -> None:
     """Sets a reservation's status and moves its units in the books from the old status's
     column to the new one's (giving it back puts its stock on the shelf), once."""
     if reservation.status is target:
@@ -414,7 +416,7 @@ class _StockChanged(FailedPrecondition):
         super().__init__("stock changed while it was being reserved; try again", reason="STOCK_CHANGED")
 
 
-def _product_row(connection: Connection, product_id: str, for_update: bool = False):
+def _product_row(connection: Connection, product_id: str, for_update: bool = False) -> Row[Any]:
     query = PRODUCT_BY_ID.with_for_update() if for_update else PRODUCT_BY_ID
     row = connection.execute(query, {"product_id": product_id}).first()
     if row is None:
@@ -426,7 +428,7 @@ def _product(connection: Connection, product_id: str, for_update: bool = False) 
     return _product_from(_product_row(connection, product_id, for_update))
 
 
-def _book_from(row) -> domain.StockBook:
+def _book_from(row: Row[Any]) -> domain.StockBook:
     return domain.StockBook(row.product_id, row.available, row.held, row.awaiting, row.shipped, row.received)
 
 
@@ -439,7 +441,7 @@ def _reservation(connection: Connection, reservation_id: str, for_update: bool =
     return _reservation_from(row, lines)
 
 
-def _reservation_from(row, lines: tuple[domain.ReservationLine, ...]) -> domain.Reservation:
+def _reservation_from(row: Row[Any], lines: tuple[domain.ReservationLine, ...]) -> domain.Reservation:
     return domain.Reservation(
         row.reservation_id,
         lines,

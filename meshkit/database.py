@@ -18,14 +18,15 @@ statement, Database.read_snapshot asks for that when several statements must agr
 import asyncio
 import contextvars
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, Row, Select, create_engine, event, exc
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from meshkit import telemetry
@@ -86,27 +87,28 @@ def is_outage(error: BaseException) -> bool:
 
 
 def utcnow() -> dt.datetime:
+    """Now, in UTC (what every UTCDateTime column takes)."""
     return dt.datetime.now(dt.UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[dt.datetime]):
     """Stores naive UTC (portable across SQLite and PostgreSQL), returns aware UTC."""
 
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(dt.UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
-def _sqlite_engine(url, reader: bool = False, connections: int = 1) -> Engine:
+def _sqlite_engine(url: URL, reader: bool = False, connections: int = 1) -> Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -117,7 +119,7 @@ def _sqlite_engine(url, reader: bool = False, connections: int = 1) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy's "begin" event below emit BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -130,7 +132,7 @@ def _sqlite_engine(url, reader: bool = False, connections: int = 1) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection):
+    def _on_begin(connection: Connection) -> None:
         # a writer takes the write lock up front; a reader's snapshot starts at its first read
         connection.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
@@ -185,14 +187,14 @@ class Database:
             return _read(self._reader, work)
         return await self._in_thread(_read, self._snapshots, work)
 
-    def lookup(self, query: Select) -> "Lookup":
+    def lookup(self, query: Select[Any]) -> "Lookup":
         """query (selecting columns that need no conversion by SQLAlchemy's types, with
         its parameters as bindparam()s) prepared as a Lookup on this database."""
         compiled = query.compile(dialect=self.engine.dialect)
         names = compiled.positiontup if compiled.positional else None
         return Lookup(self, str(compiled), tuple(names) if names is not None else None)
 
-    def _lookup_rows(self, sql: str, parameters: tuple | dict) -> list[tuple]:
+    def _lookup_rows(self, sql: str, parameters: tuple[Any, ...] | dict[str, Any]) -> Sequence[tuple[Any, ...]]:
         if self._reader is not None:
             if self._lookups is None:
                 self._lookups = self._reader.raw_connection()
@@ -207,7 +209,7 @@ class Database:
         finally:
             connection.close()  # back to the pool, which rolls its transaction back
 
-    async def _in_thread(self, function: Callable[..., T], *args) -> T:
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         # The caller's context goes along: its trace (database spans become
         # children of the call's span) and its request id (for logs).
@@ -239,7 +241,7 @@ class Lookup:
         # the parameters' order for a driver that takes them by position (SQLite's ?)
         self._positions = positions
 
-    async def rows(self, **parameters) -> list[tuple]:
+    async def rows(self, **parameters: Any) -> Sequence[tuple[Any, ...]]:
         values = parameters if self._positions is None else tuple(parameters[name] for name in self._positions)
         if self._db.is_sqlite:
             return self._db._lookup_rows(self._sql, values)

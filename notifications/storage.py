@@ -6,8 +6,9 @@ any crash the consumer resumes exactly after the last event it recorded.
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Integer, String, Text, bindparam, insert, select, update
+from sqlalchemy import BigInteger, Connection, Integer, Row, String, Text, bindparam, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from meshkit.database import Database, UTCDateTime, service_metadata
@@ -82,7 +83,7 @@ MARK_SENT = (
 )
 
 
-def _notification(row) -> domain.Notification:
+def _notification(row: Row[Any]) -> domain.Notification:
     return domain.Notification(
         notification_id=str(row.id),
         order_id=row.order_id,
@@ -113,7 +114,7 @@ class RecordedEvent:
     failure: str | None = None
 
 
-def _row(event: RecordedEvent, now: dt.datetime) -> dict:
+def _row(event: RecordedEvent, now: dt.datetime) -> dict[str, Any]:
     email = event.email
     return {
         # cut to their columns: a malformed event must still be recorded as FAILED

@@ -9,6 +9,7 @@ gap-free and makes commit order equal sequence order, on SQLite and PostgreSQL.
 import datetime as dt
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg.errors import LockNotAvailable
 from sqlalchemy import (
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Row,
     String,
     Text,
     and_,
@@ -153,7 +155,7 @@ ORDER_BY_ID = select(ORDERS).where(ORDERS.c.order_id == bindparam("order_id"))
 LINES_OF = select(LINES).where(LINES.c.order_id == bindparam("order_id")).order_by(LINES.c.line_no)
 
 
-def _event(row) -> domain.OrderEvent:
+def _event(row: Row[Any]) -> domain.OrderEvent:
     return domain.OrderEvent(
         row.sequence,
         domain.EventType(row.type),
@@ -234,7 +236,7 @@ class OrderStore:
         self._message_of = db.lookup(MESSAGE_OF)
 
     async def find_by_request(self, request_id: str) -> tuple[domain.Order, str | None] | None:
-        def work(connection: Connection):
+        def work(connection: Connection) -> tuple[domain.Order, str | None] | None:
             row = connection.execute(
                 select(ORDERS.c.order_id, ORDERS.c.request_fingerprint).where(ORDERS.c.request_id == request_id)
             ).first()
@@ -370,7 +372,7 @@ class OrderStore:
 def _append_event(
     connection: Connection, kind: domain.EventType, order: domain.Order, previous: domain.OrderStatus | None
 ) -> None:
-    sequence = connection.execute(NEXT_SEQUENCE).scalar_one()
+    sequence: int = connection.execute(NEXT_SEQUENCE).scalar_one()
     connection.execute(
         INSERT_EVENT,
         {
