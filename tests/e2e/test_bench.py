@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import run_bench
+from tests.helpers.bench_runs import run_bench
 from tests.helpers.databases import PG_URL
 
 pytestmark = pytest.mark.e2e

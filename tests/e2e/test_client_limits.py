@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import start_mesh
+from tests.helpers.mesh import start_mesh
 
 PRODUCTS = "/v1/products"
 CLIENT_LIMITS = {"ENVOY_CLIENT_RATE_LIMIT_RPS": "1", "ENVOY_CLIENT_RATE_LIMIT_BURST": "5"}

@@ -5,15 +5,13 @@ import random
 
 import grpc
 import pytest
-from sqlalchemy import create_engine, func, select
 
 from devmesh import client
-from inventory.storage import ReservationLineRow, ReservationRow
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.e2e.conftest import unique
-from tests.helpers.databases import database_url
+from tests.helpers.ids import unique
+from tests.helpers.inventory_rows import reservation_count, reserved_units
 
 CLIENT_CONNECTIONS = 8
 
@@ -35,32 +33,6 @@ async def create_concurrently(mesh, requests: list[pb.CreateOrderRequest]) -> li
         return await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
-
-
-def reserved_units(mesh, product_ids: list[str]) -> dict[str, int]:
-    """Units held by reservations that still hold stock (waiting for their order, or held
-    for it), per product, read from Inventory's database."""
-    engine = create_engine(database_url(mesh.layout.env, "inventory"))
-    query = (
-        select(ReservationLineRow.product_id, func.sum(ReservationLineRow.quantity))
-        .join(ReservationRow)
-        .where(ReservationRow.status.in_(["RESERVED", "HELD"]), ReservationLineRow.product_id.in_(product_ids))
-        .group_by(ReservationLineRow.product_id)
-    )
-    with engine.connect() as connection:
-        found = {product_id: int(total) for product_id, total in connection.execute(query)}
-    engine.dispose()
-    return {product_id: found.get(product_id, 0) for product_id in product_ids}
-
-
-def reservation_count(mesh, reservation_id: str) -> int:
-    engine = create_engine(database_url(mesh.layout.env, "inventory"))
-    with engine.connect() as connection:
-        count = connection.execute(
-            select(func.count()).select_from(ReservationRow).where(ReservationRow.reservation_id == reservation_id)
-        ).scalar_one()
-    engine.dispose()
-    return count
 
 
 def stock(public, product_id: str) -> int:

@@ -12,9 +12,10 @@ from inventory.storage import ReservationLineRow, ReservationRow
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.e2e.conftest import start_mesh, unique
-from tests.e2e.test_concurrency import reserved_units
 from tests.helpers.databases import BACKENDS, database_url
+from tests.helpers.ids import unique
+from tests.helpers.inventory_rows import reserved_units
+from tests.helpers.mesh import start_mesh
 
 INITIAL_STOCK = 10_000
 ORDERS = 240  # acknowledged orders to reach, at least 40 of them after the restart

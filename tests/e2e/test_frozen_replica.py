@@ -16,8 +16,9 @@ from devmesh.launcher import SERVICES, Layout, Mesh, cluster_health
 from devmesh.ports import free_ports
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import settles, stubs_for
 from tests.helpers.databases import database_env
+from tests.helpers.mesh import stubs_for
+from tests.helpers.waiting import settles
 
 # from SIGSTOP to the emails of orders placed through the other replica
 MOVE_SECONDS = 20

@@ -9,7 +9,8 @@ from grpc_status import rpc_status
 
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import settles, unique
+from tests.helpers.ids import unique
+from tests.helpers.waiting import settles
 
 
 def order_request(product_id: str, quantity: int, request_id: str = "", email: str = "ann@example.com"):

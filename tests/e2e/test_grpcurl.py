@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import unique
+from tests.helpers.ids import unique
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 

@@ -20,7 +20,8 @@ from devmesh import token as tokens
 from devmesh.envoy_config import params_from_env
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import start_mesh, stubs_for, unique
+from tests.helpers.ids import unique
+from tests.helpers.mesh import start_mesh, stubs_for
 
 ISSUER = "https://idp.test/realms/shop"
 

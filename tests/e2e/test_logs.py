@@ -4,7 +4,7 @@ its method, gRPC status and duration, and carrying the request id Envoy gave it.
 import json
 import time
 
-from tests.e2e.conftest import unique
+from tests.helpers.ids import unique
 
 
 def log_lines(mesh, service: str) -> list[dict]:

@@ -16,7 +16,8 @@ from devmesh import client, mesh_identity
 from meshkit import mesh_tls
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import start_mesh, stubs_for, unique
+from tests.helpers.ids import unique
+from tests.helpers.mesh import start_mesh, stubs_for
 from tests.helpers.mesh_peers import der, presented
 
 SERVICES = ("orders", "inventory", "notifications")

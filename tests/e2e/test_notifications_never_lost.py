@@ -12,8 +12,8 @@ from devmesh import client
 from devmesh.smtp_sink import SmtpSink
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import start_mesh, stubs_for
 from tests.helpers.databases import BACKENDS
+from tests.helpers.mesh import start_mesh, stubs_for
 
 ORDERS = 300
 

@@ -19,7 +19,7 @@ from devmesh.ports import free_port
 from meshkit import migrations
 from meshkit.database import Database
 from notifications.main import SERVICE_NAME
-from tests.e2e.conftest import identities_in
+from tests.helpers.mesh import identities_in
 
 Health = health_pb2.HealthCheckResponse
 # long enough for the process to start serving first, most of the time

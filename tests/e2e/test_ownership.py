@@ -7,7 +7,7 @@ import pytest
 
 from devmesh import client
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import stubs_for
+from tests.helpers.mesh import stubs_for
 
 ANN, BOB = "ann@example.com", "bob@example.com"
 FORGED = (("x-shopmesh-email", BOB), ("x-shopmesh-roles", "operator"), ("x-shopmesh-edge", "mesh"))

@@ -9,11 +9,11 @@ import grpc
 import pytest
 
 from devmesh import client
-from tests.e2e import test_resilience
-from tests.e2e.conftest import http_call, stubs_for, unique
-from tests.e2e.test_resilience import create_product, order_request
-
-fault_mesh = test_resilience.fault_mesh  # a mesh of this test's own, on SQLite
+from tests.helpers.grpc_calls import create_product
+from tests.helpers.http_calls import http_call
+from tests.helpers.ids import unique
+from tests.helpers.mesh import stubs_for
+from tests.helpers.messages import order_request
 
 ENVOY_WORDS = ("upstream", "reset", "connect", "healthy", "111")
 

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devmesh.launcher import ROOT
 from devmesh.ports import free_port
-from tests.e2e.conftest import identities_in
+from tests.helpers.mesh import identities_in
 
 
 @pytest.mark.parametrize("service", ["orders", "inventory", "notifications"])

@@ -15,14 +15,11 @@ from devmesh import client
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.e2e.conftest import http_call, settles, start_mesh, stubs_for
-
-
-@pytest.fixture
-def fault_mesh(request, tmp_path):
-    """A mesh of its own on SQLite; a test passes extra environment with
-    @pytest.mark.parametrize("fault_mesh", [{...}], indirect=True)."""
-    yield from start_mesh(request, tmp_path, "sqlite", getattr(request, "param", None))
+from tests.helpers.grpc_calls import create_product
+from tests.helpers.http_calls import http_call
+from tests.helpers.mesh import stubs_for
+from tests.helpers.messages import order_request
+from tests.helpers.waiting import settles
 
 
 def stat(mesh, name: str) -> int:
@@ -31,25 +28,6 @@ def stat(mesh, name: str) -> int:
         if key == name:
             return int(value)
     return 0
-
-
-def create_product(stubs, available: int = 100_000) -> str:
-    product_id = f"F-{time.monotonic_ns()}"
-    stubs.inventory.CreateProduct(
-        inventory_pb2.CreateProductRequest(
-            product=inventory_pb2.Product(
-                product_id=product_id, title="fault", price={"currency_code": "EUR", "units": 1}, available=available
-            )
-        ),
-        timeout=10,
-    )
-    return product_id
-
-
-def order_request(product_id: str, quantity: int = 1) -> pb.CreateOrderRequest:
-    return pb.CreateOrderRequest(
-        customer_email="fault@example.com", items=[pb.OrderItemRequest(product_id=product_id, quantity=quantity)]
-    )
 
 
 def rest_post(mesh, path: str, body: dict) -> tuple[int, dict]:

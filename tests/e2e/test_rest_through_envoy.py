@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.e2e.conftest import settles, unique
+from tests.helpers.ids import unique
+from tests.helpers.waiting import settles
 
 
 def detail(body: dict, kind: str) -> dict:

@@ -23,8 +23,10 @@ from devmesh.ports import free_ports
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.e2e.conftest import settles, start_mesh, stubs_for, unique
 from tests.helpers.databases import BACKENDS, database_url
+from tests.helpers.ids import unique
+from tests.helpers.mesh import start_mesh, stubs_for
+from tests.helpers.waiting import settles
 
 # Long enough that a stranded reservation is still held while a killed Order service is
 # restarted and routed to again on a loaded machine (it is given back after TTL + grace,

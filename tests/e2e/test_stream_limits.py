@@ -14,7 +14,8 @@ from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.e2e.conftest import start_mesh, unique
+from tests.helpers.ids import unique
+from tests.helpers.mesh import start_mesh
 
 PER_CLIENT = 4
 STREAM_SLOTS = 12  # Envoy's, for every open watch (and reflection, health watch) together

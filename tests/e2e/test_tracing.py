@@ -6,8 +6,10 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import http_call, start_mesh, unique
 from tests.helpers.databases import BACKENDS
+from tests.helpers.http_calls import http_call
+from tests.helpers.ids import unique
+from tests.helpers.mesh import start_mesh
 from tests.helpers.otlp_collector import Collector
 
 

@@ -26,8 +26,9 @@ from devmesh.launcher import admin_get
 from devmesh.ports import free_ports
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import http_call, unique
-from tests.e2e.security import PROTOCOLS, methods
+from tests.helpers.http_calls import http_call
+from tests.helpers.ids import unique
+from tests.helpers.public_methods import PROTOCOLS, methods
 
 ANN, BOB = "ann@example.com", "bob@example.com"
 ANYONE = {"ListProducts", "GetProduct", "CheckStock", "Health", "Reflection"}

@@ -18,7 +18,9 @@ from devmesh import client
 from devmesh.launcher import ROOT
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
-from tests.e2e.conftest import settles, start_mesh, stubs_for, unique
+from tests.helpers.ids import unique
+from tests.helpers.mesh import start_mesh, stubs_for
+from tests.helpers.waiting import settles
 
 pytestmark = pytest.mark.soak
 

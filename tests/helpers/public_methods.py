@@ -38,7 +38,7 @@ class Method:
     request: proto_message.Message
     response: type
     streaming: bool = False
-    rest: tuple[str, str, dict | None] | None = None
+    rest: tuple[str, str, dict[str, object] | None] | None = None
 
 
 @dataclass(frozen=True)
