@@ -143,8 +143,8 @@ def load_history(databases: Databases, history: History) -> Loaded:
         seconds = time.perf_counter() - started
         settle = _settle(engine, [orders, lines, events])
     for url, cursors, stream in (
-        (databases.inventory, inventory_storage.CURSORS, inventory_storage.ORDER_EVENTS),
-        (databases.notifications, notifications_storage.CURSORS, notifications_storage.ORDER_EVENTS),
+        (databases.inventory, inventory_storage.CURSORS, inventory_storage.ORDER_EVENTS_CURSOR_KEY),
+        (databases.notifications, notifications_storage.CURSORS, notifications_storage.ORDER_EVENTS_CURSOR_KEY),
     ):
         with _engine(url) as engine, engine.begin() as connection:
             connection.execute(insert(cursors).values(stream=stream, last_sequence=history.orders))
@@ -180,14 +180,11 @@ def backlog_message_ids(history: History, emails: int) -> set[str]:
 
 
 def _order_row(order: orders_domain.Order) -> dict:
-    units, nanos = order.total.units_and_nanos
     return {
         "order_id": order.order_id,
         "customer_email": order.customer_email,
         "status": order.status.value,
-        "currency": order.total.currency,
-        "total_units": units,
-        "total_nanos": nanos,
+        **orders_storage.TOTAL.values(order.total),
         "create_time": order.create_time,
         "update_time": order.update_time,
         # the Order message GetOrder and ListOrders answer with, as the service stores it
@@ -197,15 +194,12 @@ def _order_row(order: orders_domain.Order) -> dict:
 
 def _line_row(order: orders_domain.Order) -> dict:
     [line] = order.lines
-    units, nanos = line.unit_price.units_and_nanos
     return {
         "order_id": order.order_id,
         "line_no": 0,
         "product_id": line.product_id,
         "quantity": line.quantity,
-        "currency": line.unit_price.currency,
-        "unit_price_units": units,
-        "unit_price_nanos": nanos,
+        **orders_storage.UNIT_PRICE.values(line.unit_price),
     }
 
 
