@@ -18,6 +18,7 @@ ALLOWED = {
     # Sending email to an SMTP server is no call between services; the issue asks for back-off.
     "notifications/domain.py": "SMTP retry policy",
     "notifications/sender.py": "SMTP retry policy",
+    "notifications/ports.py": "what the sender needs to retry SMTP",
     "notifications/storage.py": "SMTP attempt counts",
     "notifications/main.py": "SMTP retry configuration",
     "notifications/api.py": "shows SMTP attempts",
