@@ -6,6 +6,7 @@ SHOPMESH_FAULT_RESERVE_DELAY_SECONDS is set; never set outside tests.
 """
 
 import asyncio
+import datetime as dt
 import logging
 import random
 from collections.abc import Mapping
@@ -13,7 +14,9 @@ from collections.abc import Mapping
 import grpc
 
 from inventory.api import InventoryServicer
+from inventory.storage import InventoryStore
 from meshkit import config
+from shopmesh.inventory.v1 import inventory_pb2
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +25,19 @@ class FaultyInventoryServicer(InventoryServicer):
     """Fails a fraction of ReserveStock calls with UNAVAILABLE, half of them
     before the reservation and half after it committed; optionally slows each call."""
 
-    def __init__(self, store, reservation_wait, failure_fraction: float, delay_seconds: float) -> None:
+    def __init__(
+        self, store: InventoryStore, reservation_wait: dt.timedelta, failure_fraction: float, delay_seconds: float
+    ) -> None:
         super().__init__(store, reservation_wait)
         self._fraction = failure_fraction
         self._delay = delay_seconds
         self._random = random.Random()
 
-    async def ReserveStock(self, request, context):
+    async def ReserveStock(
+        self,
+        request: inventory_pb2.ReserveStockRequest,
+        context: grpc.aio.ServicerContext[inventory_pb2.ReserveStockRequest, inventory_pb2.Reservation],
+    ) -> inventory_pb2.Reservation:
         if self._delay:
             await asyncio.sleep(self._delay)
         roll = self._random.random()
@@ -40,7 +49,9 @@ class FaultyInventoryServicer(InventoryServicer):
         return reservation
 
 
-def servicer_from_env(env: Mapping[str, str], store, reservation_wait) -> InventoryServicer:
+def servicer_from_env(
+    env: Mapping[str, str], store: InventoryStore, reservation_wait: dt.timedelta
+) -> InventoryServicer:
     try:
         fraction = float(config.get(env, "SHOPMESH_FAULT_RESERVE_UNAVAILABLE", "0"))
         delay = float(config.get(env, "SHOPMESH_FAULT_RESERVE_DELAY_SECONDS", "0"))

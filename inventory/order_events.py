@@ -45,7 +45,9 @@ class OrderFollower:
     async def follow(self) -> None:
         await resume.follow("order event stream", self._store.cursor, self._open, self._apply, self._resume_pause)
 
-    def _open(self, cursor: int):
+    def _open(
+        self, cursor: int
+    ) -> grpc.aio.UnaryStreamCall[orders_pb2.StreamOrderEventsRequest, orders_pb2.OrderEvent]:
         # opens once the mesh listener can be reached (Envoy may start after this service)
         return self._stub.StreamOrderEvents(
             orders_pb2.StreamOrderEventsRequest(after_sequence=cursor), wait_for_ready=True

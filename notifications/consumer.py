@@ -16,7 +16,7 @@ from opentelemetry import trace
 
 from meshkit import resume, telemetry
 from meshkit.database import utcnow
-from meshkit.protoconv import money_from_proto
+from meshkit.protoconv import enum_name, money_from_proto
 from notifications import domain
 from notifications.storage import NotificationStore, RecordedEvent
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -32,7 +32,7 @@ def event_from_proto(event: orders_pb2.OrderEvent) -> domain.OrderEvent:
         sequence=event.sequence,
         order_id=order.order_id,
         customer_email=order.customer_email,
-        status=orders_pb2.OrderStatus.Name(order.status).removeprefix("ORDER_STATUS_"),
+        status=enum_name(orders_pb2.OrderStatus, order.status),
         created=event.type == orders_pb2.OrderEvent.TYPE_CREATED,
         lines=tuple(
             domain.OrderLine(item.product_id, item.quantity, money_from_proto(item.unit_price)) for item in order.items
@@ -58,7 +58,9 @@ class OrderEventConsumer:
     async def run(self) -> None:
         await resume.follow("order event stream", self._store.cursor, self._open, self._record, self._resume_pause)
 
-    def _open(self, cursor: int):
+    def _open(
+        self, cursor: int
+    ) -> grpc.aio.UnaryStreamCall[orders_pb2.StreamOrderEventsRequest, orders_pb2.OrderEvent]:
         # wait_for_ready: while the mesh listener cannot be reached yet (Envoy still
         # starting, or restarting) the stream opens once it can, instead of failing.
         return self._stub.StreamOrderEvents(

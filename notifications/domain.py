@@ -135,4 +135,4 @@ class RetryPolicy:
         """Seconds to wait after `attempts` failed tries, or None to give up."""
         if attempts >= self.max_attempts:
             return None
-        return min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
+        return min(self.max_delay, self.first_delay * 2.0 ** (attempts - 1))
