@@ -5,19 +5,10 @@ import asyncio
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from shopmesh.inventory.v1 import inventory_pb2 as pb
-from tests.integration.conftest import all_pages, product
-
-
-def details(error: grpc.aio.AioRpcError, kind):
-    found = []
-    for detail in rpc_status.from_call(error).details:
-        message = kind()
-        if detail.Unpack(message):
-            found.append(message)
-    return found
+from tests.helpers.grpc_calls import all_pages, available, details
+from tests.helpers.messages import product
 
 
 def reserve(reservation_id: str, **items: int) -> pb.ReserveStockRequest:
@@ -25,14 +16,6 @@ def reserve(reservation_id: str, **items: int) -> pb.ReserveStockRequest:
         reservation_id=reservation_id,
         items=[pb.ReservationItem(product_id=p.replace("_", "-"), quantity=q) for p, q in items.items()],
     )
-
-
-async def available(inventory, product_id: str) -> int:
-    return (await inventory.stub.CheckStock(pb.CheckStockRequest(product_id=product_id))).available
-
-
-async def stock_is(inventory, product_id: str, units: int) -> bool:
-    return await available(inventory, product_id) == units
 
 
 async def test_create_get_and_duplicate(inventory):

@@ -14,8 +14,9 @@ from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.integration.conftest import eventually, product, service_channel
-from tests.integration.test_orders_service import create
+from tests.helpers.in_process import service_channel
+from tests.helpers.messages import create, product
+from tests.helpers.waiting import eventually
 
 Status = npb.Notification.Status
 

@@ -17,8 +17,9 @@ from notifications.main import SERVICE_NAME, create_app
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from tests.helpers.databases import BACKENDS, database_url
-from tests.integration.conftest import eventually, product, service_channel
-from tests.integration.test_orders_service import create
+from tests.helpers.in_process import service_channel
+from tests.helpers.messages import create, product
+from tests.helpers.waiting import eventually
 
 Status = npb.Notification.Status
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from notifications.storage import NotificationRow
 from shopmesh.notifications.v1 import notifications_pb2 as pb
 from tests.helpers.databases import database_url
-from tests.integration.conftest import all_pages
+from tests.helpers.grpc_calls import all_pages
 
 
 def seed(url: str, count: int) -> None:

@@ -9,8 +9,8 @@ import pytest
 from orders.main import create_app
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.integration.conftest import product, service_channel
-from tests.integration.test_orders_service import create
+from tests.helpers.in_process import service_channel
+from tests.helpers.messages import create, product
 
 Status = pb.OrderStatus
 

@@ -11,9 +11,10 @@ from orders.storage import OrderEventRow, OrderRow, OrderStore
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.helpers.databases import database_url
-from tests.integration.conftest import eventually, product, service_channel
-from tests.integration.test_inventory_service import available, stock_is
-from tests.integration.test_orders_service import create
+from tests.helpers.grpc_calls import available, stock_is
+from tests.helpers.in_process import service_channel
+from tests.helpers.messages import create, product
+from tests.helpers.waiting import eventually
 
 
 def row_counts(env: dict) -> tuple[int, int]:

@@ -13,16 +13,10 @@ from orders.storage import OrderEventRow
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.helpers.databases import database_url
-from tests.integration.conftest import all_pages, eventually, product, service_channel
-from tests.integration.test_inventory_service import available, details, stock_is
-
-
-def create(email="ann@example.com", request_id="", **items: int) -> pb.CreateOrderRequest:
-    return pb.CreateOrderRequest(
-        customer_email=email,
-        items=[pb.OrderItemRequest(product_id=p.replace("_", "-"), quantity=q) for p, q in items.items()],
-        request_id=request_id,
-    )
+from tests.helpers.grpc_calls import all_pages, available, details, stock_is
+from tests.helpers.in_process import service_channel
+from tests.helpers.messages import create, product
+from tests.helpers.waiting import eventually
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from google.rpc import error_details_pb2
 from orders.main import create_app
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.integration.conftest import eventually, product, service_channel
-from tests.integration.test_inventory_service import details
-from tests.integration.test_orders_service import create
+from tests.helpers.grpc_calls import details
+from tests.helpers.in_process import service_channel
+from tests.helpers.messages import create, product
+from tests.helpers.waiting import eventually
 
 # The caps are counted in the Order process, not in its database: one backend shows them.
 pytestmark = pytest.mark.parametrize("service_env", ["sqlite"], indirect=True)
