@@ -25,7 +25,7 @@ CHECK_STOCK = "inventory.v1.InventoryService.CheckStock"
 # (file, text, replacement)
 BUF_BREAKS = {
     "renamed field": (INVENTORY, "string title = 2", "string display_title = 2"),
-    "changed field number": (INVENTORY, "int64 available = 4;", "int64 available = 7;"),
+    "changed field number": (INVENTORY, "int64 available = 4 [", "int64 available = 7 ["),
     "removed enum value": (ORDERS, "  ORDER_STATUS_CANCELLED = 4;\n", ""),
 }
 COMPATIBLE = {

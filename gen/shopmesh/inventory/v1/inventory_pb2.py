@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.type import money_pb2 as google_dot_type_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%shopmesh/inventory/v1/inventory.proto\x12\x15shopmesh.inventory.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\"\xe3\x01\n\x07Product\x12\x19\n\nproduct_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x13\n\x05title\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\'\n\x05price\x18\x03 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x02\x12\x11\n\tavailable\x18\x04 \x01(\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"M\n\x14\x43reateProductRequest\x12\x35\n\x07product\x18\x01 \x01(\x0b\x32\x1e.shopmesh.inventory.v1.ProductB\x04\xe2\x41\x01\x02\"-\n\x11GetProductRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x13ListProductsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"a\n\x14ListProductsResponse\x12\x30\n\x08products\x18\x01 \x03(\x0b\x32\x1e.shopmesh.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x15RestockProductRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\"-\n\x11\x43heckStockRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"w\n\x12\x43heckStockResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x10\n\x08in_stock\x18\x03 \x01(\x08\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x16\n\x0e\x61waiting_order\x18\x05 \x01(\x03\"p\n\x13ReserveStockRequest\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12;\n\x05items\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationItemB\x04\xe2\x41\x01\x02\"q\n\x0fReservationItem\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12,\n\nunit_price\x18\x03 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\"\xbf\x03\n\x0bReservation\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12;\n\x05items\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationItemB\x04\xe2\x41\x01\x03\x12?\n\x06status\x18\x03 \x01(\x0e\x32).shopmesh.inventory.v1.Reservation.StatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"o\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATUS_RESERVED\x10\x01\x12\x13\n\x0fSTATUS_RELEASED\x10\x02\x12\x0f\n\x0bSTATUS_HELD\x10\x03\x12\x12\n\x0eSTATUS_SHIPPED\x10\x04\"3\n\x13ReleaseStockRequest\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xe5\x06\n\x10InventoryService\x12{\n\rCreateProduct\x12+.shopmesh.inventory.v1.CreateProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/products:\x07product\x12y\n\nGetProduct\x12(.shopmesh.inventory.v1.GetProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/products/{product_id}\x12}\n\x0cListProducts\x12*.shopmesh.inventory.v1.ListProductsRequest\x1a+.shopmesh.inventory.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12\x8c\x01\n\x0eRestockProduct\x12,.shopmesh.inventory.v1.RestockProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\",\x82\xd3\xe4\x93\x02&\"!/v1/products/{product_id}:restock:\x01*\x12\x8a\x01\n\nCheckStock\x12(.shopmesh.inventory.v1.CheckStockRequest\x1a).shopmesh.inventory.v1.CheckStockResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/products/{product_id}/stock\x12^\n\x0cReserveStock\x12*.shopmesh.inventory.v1.ReserveStockRequest\x1a\".shopmesh.inventory.v1.Reservation\x12^\n\x0cReleaseStock\x12*.shopmesh.inventory.v1.ReleaseStockRequest\x1a\".shopmesh.inventory.v1.Reservationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%shopmesh/inventory/v1/inventory.proto\x12\x15shopmesh.inventory.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\"\xe9\x01\n\x07Product\x12\x19\n\nproduct_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x13\n\x05title\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\'\n\x05price\x18\x03 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x02\x12\x17\n\tavailable\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"M\n\x14\x43reateProductRequest\x12\x35\n\x07product\x18\x01 \x01(\x0b\x32\x1e.shopmesh.inventory.v1.ProductB\x04\xe2\x41\x01\x02\"-\n\x11GetProductRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x13ListProductsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"a\n\x14ListProductsResponse\x12\x30\n\x08products\x18\x01 \x03(\x0b\x32\x1e.shopmesh.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x15RestockProductRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\"-\n\x11\x43heckStockRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"w\n\x12\x43heckStockResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x10\n\x08in_stock\x18\x03 \x01(\x08\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x16\n\x0e\x61waiting_order\x18\x05 \x01(\x03\"p\n\x13ReserveStockRequest\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12;\n\x05items\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationItemB\x04\xe2\x41\x01\x02\"q\n\x0fReservationItem\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12,\n\nunit_price\x18\x03 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\"\xbf\x03\n\x0bReservation\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12;\n\x05items\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationItemB\x04\xe2\x41\x01\x03\x12?\n\x06status\x18\x03 \x01(\x0e\x32).shopmesh.inventory.v1.Reservation.StatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"o\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATUS_RESERVED\x10\x01\x12\x13\n\x0fSTATUS_RELEASED\x10\x02\x12\x0f\n\x0bSTATUS_HELD\x10\x03\x12\x12\n\x0eSTATUS_SHIPPED\x10\x04\"3\n\x13ReleaseStockRequest\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xe5\x06\n\x10InventoryService\x12{\n\rCreateProduct\x12+.shopmesh.inventory.v1.CreateProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/products:\x07product\x12y\n\nGetProduct\x12(.shopmesh.inventory.v1.GetProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/products/{product_id}\x12}\n\x0cListProducts\x12*.shopmesh.inventory.v1.ListProductsRequest\x1a+.shopmesh.inventory.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12\x8c\x01\n\x0eRestockProduct\x12,.shopmesh.inventory.v1.RestockProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\",\x82\xd3\xe4\x93\x02&\"!/v1/products/{product_id}:restock:\x01*\x12\x8a\x01\n\nCheckStock\x12(.shopmesh.inventory.v1.CheckStockRequest\x1a).shopmesh.inventory.v1.CheckStockResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/products/{product_id}/stock\x12^\n\x0cReserveStock\x12*.shopmesh.inventory.v1.ReserveStockRequest\x1a\".shopmesh.inventory.v1.Reservation\x12^\n\x0cReleaseStock\x12*.shopmesh.inventory.v1.ReleaseStockRequest\x1a\".shopmesh.inventory.v1.Reservationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCT'].fields_by_name['title']._serialized_options = b'\342A\001\002'
   _globals['_PRODUCT'].fields_by_name['price']._loaded_options = None
   _globals['_PRODUCT'].fields_by_name['price']._serialized_options = b'\342A\001\002'
+  _globals['_PRODUCT'].fields_by_name['available']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['available']._serialized_options = b'\342A\001\001'
   _globals['_PRODUCT'].fields_by_name['create_time']._loaded_options = None
   _globals['_PRODUCT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_PRODUCT'].fields_by_name['update_time']._loaded_options = None
@@ -94,31 +96,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVENTORYSERVICE'].methods_by_name['CheckStock']._loaded_options = None
   _globals['_INVENTORYSERVICE'].methods_by_name['CheckStock']._serialized_options = b'\202\323\344\223\002!\022\037/v1/products/{product_id}/stock'
   _globals['_PRODUCT']._serialized_start=186
-  _globals['_PRODUCT']._serialized_end=413
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=415
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=492
-  _globals['_GETPRODUCTREQUEST']._serialized_start=494
-  _globals['_GETPRODUCTREQUEST']._serialized_end=539
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=541
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=613
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=615
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=712
-  _globals['_RESTOCKPRODUCTREQUEST']._serialized_start=714
-  _globals['_RESTOCKPRODUCTREQUEST']._serialized_end=787
-  _globals['_CHECKSTOCKREQUEST']._serialized_start=789
-  _globals['_CHECKSTOCKREQUEST']._serialized_end=834
-  _globals['_CHECKSTOCKRESPONSE']._serialized_start=836
-  _globals['_CHECKSTOCKRESPONSE']._serialized_end=955
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=957
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=1069
-  _globals['_RESERVATIONITEM']._serialized_start=1071
-  _globals['_RESERVATIONITEM']._serialized_end=1184
-  _globals['_RESERVATION']._serialized_start=1187
-  _globals['_RESERVATION']._serialized_end=1634
-  _globals['_RESERVATION_STATUS']._serialized_start=1523
-  _globals['_RESERVATION_STATUS']._serialized_end=1634
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=1636
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=1687
-  _globals['_INVENTORYSERVICE']._serialized_start=1690
-  _globals['_INVENTORYSERVICE']._serialized_end=2559
+  _globals['_PRODUCT']._serialized_end=419
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=421
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=498
+  _globals['_GETPRODUCTREQUEST']._serialized_start=500
+  _globals['_GETPRODUCTREQUEST']._serialized_end=545
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=547
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=619
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=621
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=718
+  _globals['_RESTOCKPRODUCTREQUEST']._serialized_start=720
+  _globals['_RESTOCKPRODUCTREQUEST']._serialized_end=793
+  _globals['_CHECKSTOCKREQUEST']._serialized_start=795
+  _globals['_CHECKSTOCKREQUEST']._serialized_end=840
+  _globals['_CHECKSTOCKRESPONSE']._serialized_start=842
+  _globals['_CHECKSTOCKRESPONSE']._serialized_end=961
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=963
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=1075
+  _globals['_RESERVATIONITEM']._serialized_start=1077
+  _globals['_RESERVATIONITEM']._serialized_end=1190
+  _globals['_RESERVATION']._serialized_start=1193
+  _globals['_RESERVATION']._serialized_end=1640
+  _globals['_RESERVATION_STATUS']._serialized_start=1529
+  _globals['_RESERVATION_STATUS']._serialized_end=1640
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=1642
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=1693
+  _globals['_INVENTORYSERVICE']._serialized_start=1696
+  _globals['_INVENTORYSERVICE']._serialized_end=2565
 # @@protoc_insertion_point(module_scope)
