@@ -18,14 +18,16 @@ statement, Database.read_snapshot asks for that when several statements must agr
 import asyncio
 import contextvars
 import datetime as dt
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
-from sqlalchemy import DateTime, MetaData, Row, Select, create_engine, event, exc
+from sqlalchemy import DateTime, MetaData, Row, Select, Table, create_engine, event, exc
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
@@ -34,6 +36,7 @@ from meshkit.group_commit import GroupCommitter
 from meshkit.money import Money
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 POSTGRES_POOL_SIZE = 8
 # Deterministic constraint and index names, so that the Alembic migrations can
@@ -53,6 +56,16 @@ def service_metadata() -> MetaData:
     an Alembic history of its own, and two of them have a table of the same name
     (stream_cursors), so no two services may share one."""
     return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table_of(mapped: type[DeclarativeBase]) -> Table:
+    """The Table a declarative class is mapped to, for Core statements on it. (SQLAlchemy
+    types __table__ as any FromClause, since a class may map a join or a subquery; each of
+    the services' classes maps one table.)"""
+    table = mapped.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{mapped.__name__} is mapped to a {type(table).__name__}, not a Table")
+    return table
 
 
 class MoneyColumns:
@@ -147,8 +160,9 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._reader: Engine | None = None
         self._snapshots: Engine | None = None
-        # SQLite: the reader's second connection, held for Lookup's reads
+        # SQLite: the reader's second connection, held for Lookup's reads, and its driver's
         self._lookups: PoolProxiedConnection | None = None
+        self._lookups_driver: sqlite3.Connection | None = None
         self._writer: GroupCommitter | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(parsed)
@@ -183,8 +197,8 @@ class Database:
     async def read_snapshot(self, work: Callable[[Connection], T]) -> T:
         """Like read, but every statement of work sees the database as of one moment, so
         that what they read together agrees even while other transactions commit."""
-        if self._reader is not None:
-            return _read(self._reader, work)
+        if self._snapshots is None:  # SQLite: a read sees one snapshot throughout anyway
+            return await self.read(work)
         return await self._in_thread(_read, self._snapshots, work)
 
     def lookup(self, query: Select[Any]) -> "Lookup":
@@ -194,13 +208,13 @@ class Database:
         names = compiled.positiontup if compiled.positional else None
         return Lookup(self, str(compiled), tuple(names) if names is not None else None)
 
-    def _lookup_rows(self, sql: str, parameters: tuple[Any, ...] | dict[str, Any]) -> Sequence[tuple[Any, ...]]:
+    def _lookup_rows(
+        self, sql: str, parameters: tuple[object, ...] | Mapping[str, object]
+    ) -> Sequence[tuple[Any, ...]]:
         if self._reader is not None:
-            if self._lookups is None:
-                self._lookups = self._reader.raw_connection()
             # SQLite in autocommit: the statement is its own read transaction; fetchall()
             # ends it, so no snapshot stays open to hold back the writer's checkpoints
-            return self._lookups.driver_connection.execute(sql, parameters).fetchall()
+            return self._sqlite_lookups(self._reader).execute(sql, parameters).fetchall()
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -209,7 +223,18 @@ class Database:
         finally:
             connection.close()  # back to the pool, which rolls its transaction back
 
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+    def _sqlite_lookups(self, reader: Engine) -> sqlite3.Connection:
+        """The driver's connection Lookup's reads run on, taken from reader's pool at the first."""
+        if self._lookups_driver is None:
+            self._lookups = reader.raw_connection()
+            driver = self._lookups.driver_connection
+            # SQLAlchemy types a driver's connection as Any; sqlite:// URLs take the standard library's
+            if not isinstance(driver, sqlite3.Connection):
+                raise TypeError(f"SQLite's driver connection is a {type(driver).__name__}, not a sqlite3.Connection")
+            self._lookups_driver = driver
+        return self._lookups_driver
+
+    async def _in_thread(self, function: Callable[[*Ts], T], *args: *Ts) -> T:
         loop = asyncio.get_running_loop()
         # The caller's context goes along: its trace (database spans become
         # children of the call's span) and its request id (for logs).
@@ -217,6 +242,7 @@ class Database:
         return await loop.run_in_executor(self._executor, context.run, function, *args)
 
     async def close(self) -> None:
+        """Lets the transactions under way finish, then closes every connection."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown)
         if self._writer is not None:
@@ -241,8 +267,11 @@ class Lookup:
         # the parameters' order for a driver that takes them by position (SQLite's ?)
         self._positions = positions
 
-    async def rows(self, **parameters: Any) -> Sequence[tuple[Any, ...]]:
-        values = parameters if self._positions is None else tuple(parameters[name] for name in self._positions)
+    async def rows(self, **parameters: object) -> Sequence[tuple[Any, ...]]:
+        """The rows the statement selects with these parameters, as the driver gives them."""
+        values: tuple[object, ...] | Mapping[str, object] = (
+            parameters if self._positions is None else tuple(parameters[name] for name in self._positions)
+        )
         if self._db.is_sqlite:
             return self._db._lookup_rows(self._sql, values)
         return await self._db._in_thread(self._db._lookup_rows, self._sql, values)

@@ -15,31 +15,104 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
+
+T = TypeVar("T")
 
 # The most transactions committed together: bounds how long the first of a group waits
 # for its commit (a few milliseconds), which callers with a deadline rely on.
 MAX_GROUP = 32
 
-_Work = tuple[contextvars.Context, Callable[[Connection], Any], Future]
+
+class _Queued(Protocol):
+    """A transaction waiting for the writer, whatever its result: one queue holds them all."""
+
+    @property
+    def context(self) -> contextvars.Context:
+        """Its caller's context: its trace and its request id."""
+        ...
+
+    def start(self) -> bool:
+        """False if its caller was cancelled meanwhile (then it must not run); from now on it cannot be."""
+        ...
+
+    def run(self, connection: Connection) -> None:
+        """Runs its work in connection's transaction; an error propagates."""
+        ...
+
+    def run_in_savepoint(self, connection: Connection) -> None:
+        """Runs its work in a savepoint, in its caller's context; an error rolls back the
+        savepoint alone and is kept for its caller."""
+        ...
+
+    def committed(self) -> None:
+        """Hands its caller the result, or the error its savepoint met, once the group is committed."""
+        ...
+
+    def failed(self, error: BaseException) -> None:
+        """Hands its caller the error that rolled back the whole group."""
+        ...
+
+
+class _Transaction(Generic[T]):
+    """One caller's work and the future its caller awaits, with what the work gave."""
+
+    __slots__ = ("_error", "_result", "_work", "context", "future")
+
+    _result: T
+
+    def __init__(self, work: Callable[[Connection], T]) -> None:
+        self.context = contextvars.copy_context()
+        self.future: Future[T] = Future()
+        self._work = work
+        self._error: BaseException | None = None
+
+    def start(self) -> bool:
+        return self.future.set_running_or_notify_cancel()
+
+    def run(self, connection: Connection) -> None:
+        self._result = self._work(connection)
+
+    def run_in_savepoint(self, connection: Connection) -> None:
+        self.context.run(self._in_savepoint, connection)
+
+    def _in_savepoint(self, connection: Connection) -> None:
+        savepoint = connection.begin_nested()
+        try:
+            self._result = self._work(connection)
+        except Exception as error:  # noqa: BLE001 - this transaction's own failure, its caller's to handle
+            savepoint.rollback()
+            self._error = error
+            return
+        savepoint.commit()
+
+    def committed(self) -> None:
+        if self._error is None:
+            self.future.set_result(self._result)
+        else:
+            self.future.set_exception(self._error)
+
+    def failed(self, error: BaseException) -> None:
+        self.future.set_exception(error)
 
 
 class GroupCommitter:
+    """The writer thread and its queue of transactions (see the module's docstring)."""
+
     def __init__(self, engine: Engine, max_group: int = MAX_GROUP) -> None:
         self._engine = engine
         self._max_group = max_group
-        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
 
-    async def transaction(self, work: Callable[[Connection], Any]) -> Any:
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
         """work(connection)'s result once committed; its exception if it raised (rolled back)."""
-        future: Future = Future()
-        # The caller's context goes along: its trace and its request id.
-        self._queue.put((contextvars.copy_context(), work, future))
-        return await asyncio.wrap_future(future)
+        transaction = _Transaction(work)
+        self._queue.put(transaction)
+        return await asyncio.wrap_future(transaction.future)
 
     def close(self) -> None:
         """Commits what is queued, then ends the thread."""
@@ -49,12 +122,12 @@ class GroupCommitter:
     def _run(self) -> None:
         closing = False
         while not closing:
-            group: list[_Work] = []
+            group: list[_Queued] = []
             item = self._queue.get()
             while item is not None:
                 # as a thread pool does: a transaction whose caller was cancelled before it
                 # started is dropped; once started, it runs to its end
-                if item[2].set_running_or_notify_cancel():
+                if item.start():
                     group.append(item)
                 if len(group) == self._max_group:
                     break
@@ -66,34 +139,27 @@ class GroupCommitter:
             if group:
                 self._commit(group)
 
-    def _commit(self, group: list[_Work]) -> None:
+    def _commit(self, group: list[_Queued]) -> None:
         # The group's BEGIN and COMMIT belong to its first transaction's trace (in a copy of
         # its context: the first enters its own again), each transaction's statements,
         # savepoint included, to its own.
-        outcomes = group[0][0].copy().run(self._outcomes, group)
-        for (_, _, future), (result, error) in zip(group, outcomes, strict=True):
+        error = group[0].context.copy().run(self._in_one_transaction, group)
+        for transaction in group:
             if error is None:
-                future.set_result(result)
+                transaction.committed()
             else:
-                future.set_exception(error)
+                transaction.failed(error)
 
-    def _outcomes(self, group: list[_Work]) -> list[tuple[Any, BaseException | None]]:
+    def _in_one_transaction(self, group: list[_Queued]) -> Exception | None:
+        """Runs the group in one database transaction; the error that rolled all of it back, if any."""
         try:
             with self._engine.begin() as connection:
                 if len(group) == 1:
-                    return [(group[0][1](connection), None)]
-                return [context.run(_in_savepoint, connection, work) for context, work, _ in group]
+                    group[0].run(connection)
+                else:
+                    for transaction in group:
+                        transaction.run_in_savepoint(connection)
         except Exception as error:  # noqa: BLE001 - handed to every caller of the group
             # The begin or the commit failed (or a lone transaction raised): all of it is rolled back.
-            return [(None, error)] * len(group)
-
-
-def _in_savepoint(connection: Connection, work: Callable[[Connection], Any]) -> tuple[Any, BaseException | None]:
-    savepoint = connection.begin_nested()
-    try:
-        result = work(connection)
-    except Exception as error:  # noqa: BLE001 - this transaction's own failure, its caller's to handle
-        savepoint.rollback()
-        return None, error
-    savepoint.commit()
-    return result, None
+            return error
+        return None
