@@ -14,9 +14,11 @@ import asyncio
 import logging
 import os
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Self, TypeAlias, TypeVar
 
 import grpc
 
@@ -34,6 +36,14 @@ RENEW_CHECK_SECONDS = 5.0
 # calls on a replaced channel have this long to finish; a stream still open then is
 # cancelled, and its follower opens it again on the new channel
 HANDOVER_SECONDS = 30.0
+
+# the identity's files as MeshTls.version() sees them: (inode, mtime in ns, size) each
+FilesVersion: TypeAlias = tuple[tuple[int, int, int], ...]
+# what a call's metadata may be (grpc.aio's own alias is private to its type stubs)
+CallMetadata: TypeAlias = grpc.aio.Metadata | Sequence[tuple[str, str | bytes]]
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+_Made = TypeVar("_Made")
 
 
 def spiffe_id(name: str) -> str:
@@ -94,7 +104,7 @@ class MeshTls:
             raise config.ConfigError(f"{self.directory}: its files changed while being read")
         return material
 
-    def version(self) -> tuple:
+    def version(self) -> FilesVersion:
         """Changes whenever one of the files is replaced."""
         stats = [os.stat(self.directory / file) for file in (CA_FILE, CERT_FILE, KEY_FILE)]
         return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
@@ -102,25 +112,27 @@ class MeshTls:
     def server_credentials(self) -> grpc.ServerCredentials:
         """Credentials that require a client certificate of the mesh CA, and that take
         new files for each new connection once they have been replaced."""
-        current = {"version": self.version(), "material": self.material()}
+        loaded = self.version()
+        initial = _server_config(self.material())
 
         def fetch() -> grpc.ServerCertificateConfiguration | None:
             # called by grpc on each new connection: a few stat() calls unless something changed
+            nonlocal loaded
             try:
                 version = self.version()
-                if version == current["version"]:
+                if version == loaded:
                     return None
                 material = self.material()
             except (OSError, config.ConfigError) as error:
                 log.warning("mesh identity not reloaded; the previous one serves", extra={"reason": str(error)})
                 return None
-            current.update(version=version, material=material)
+            loaded = version
             log.info("mesh identity reloaded", extra={"identity": self.id})
             return _server_config(material)
 
-        return grpc.dynamic_ssl_server_credentials(
-            _server_config(current["material"]), fetch, require_client_authentication=True
-        )
+        # typeshed's grpcio stub wants the fetcher to return a configuration; grpc's own
+        # documentation has it return None for "no change", as fetch() does
+        return grpc.dynamic_ssl_server_credentials(initial, fetch, require_client_authentication=True)  # type: ignore[arg-type]
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         material = self.material()
@@ -143,53 +155,205 @@ def channel(
     return grpc.aio.secure_channel(address, tls.channel_credentials(), options=[*options, server_name_option(peer)])
 
 
-def peer_id(context: grpc.aio.ServicerContext) -> str:
+def peer_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The SPIFFE ID of the caller's certificate ("" without one)."""
-    values = context.auth_context().get("peer_spiffe_id") or [b""]
-    return values[0].decode(errors="replace")
+    values = context.auth_context().get("peer_spiffe_id", ())
+    return next(iter(values), b"").decode(errors="replace")
 
 
-class MeshChannel:
+class _Renewing(Generic[_Made]):
+    """What a stub of a MeshChannel keeps for one method: the multicallable of the channel
+    of the moment, made once per channel (again after each renewal)."""
+
+    def __init__(self, mesh: "MeshChannel", make: Callable[[grpc.aio.Channel], _Made]) -> None:
+        self._mesh, self._make = mesh, make
+        self._made: tuple[grpc.aio.Channel, _Made] | None = None
+
+    def _current(self) -> _Made:
+        channel = self._mesh.current
+        if self._made is None or self._made[0] is not channel:
+            self._made = (channel, self._make(channel))
+        return self._made[1]
+
+
+class _UnaryUnary(
+    _Renewing[grpc.aio.UnaryUnaryMultiCallable[_Request, _Response]],
+    grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
+):
+    def __call__(
+        self,
+        request: _Request,
+        *,
+        timeout: float | None = None,
+        metadata: CallMetadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> grpc.aio.UnaryUnaryCall[_Request, _Response]:
+        return self._current()(
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+
+
+class _UnaryStream(
+    _Renewing[grpc.aio.UnaryStreamMultiCallable[_Request, _Response]],
+    grpc.aio.UnaryStreamMultiCallable[_Request, _Response],
+):
+    def __call__(
+        self,
+        request: _Request,
+        *,
+        timeout: float | None = None,
+        metadata: CallMetadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> grpc.aio.UnaryStreamCall[_Request, _Response]:
+        return self._current()(
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+
+
+class _StreamUnary(
+    _Renewing[grpc.aio.StreamUnaryMultiCallable[_Request, _Response]],
+    grpc.aio.StreamUnaryMultiCallable[_Request, _Response],
+):
+    def __call__(
+        self,
+        request_iterator: AsyncIterator[_Request] | Iterator[_Request] | None = None,
+        timeout: float | None = None,
+        metadata: CallMetadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> grpc.aio.StreamUnaryCall[_Request, _Response]:
+        return self._current()(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
+
+
+class _StreamStream(
+    _Renewing[grpc.aio.StreamStreamMultiCallable[_Request, _Response]],
+    grpc.aio.StreamStreamMultiCallable[_Request, _Response],
+):
+    def __call__(
+        self,
+        request_iterator: AsyncIterator[_Request] | Iterator[_Request] | None = None,
+        timeout: float | None = None,
+        metadata: CallMetadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> grpc.aio.StreamStreamCall[_Request, _Response]:
+        return self._current()(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
+
+
+class MeshChannel(grpc.aio.Channel):
     """A grpc.aio channel to a peer of the mesh (Envoy's mesh listener) that presents this
-    process's current certificate. Stubs take it like any channel. When the identity's
+    process's current certificate; a grpc.aio.Channel that stubs take like any. When the identity's
     files are replaced, watch() opens a new channel for the calls that follow and closes
     the old one after HANDOVER_SECONDS."""
 
-    def __init__(self, tls: MeshTls, address: str, options: Sequence[tuple[str, object]] = (), peer: str = ENVOY):
+    def __init__(
+        self, tls: MeshTls, address: str, options: Sequence[tuple[str, object]] = (), peer: str = ENVOY
+    ) -> None:
         self._tls, self._address, self._options, self._peer = tls, address, options, peer
         self._version = tls.version()
         self._channel = self._open()
-        self._callables: dict[tuple, object] = {}
         self._replaced: list[grpc.aio.Channel] = []
-        self._closing: set[asyncio.Task] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _open(self) -> grpc.aio.Channel:
         return channel(self._tls, self._address, self._options, self._peer)
 
-    def _renewing(self, kind: str, method: str, kwargs: dict):
-        """What a stub keeps for one method: each call goes to the channel of the moment
-        (its multicallable made once per channel)."""
-        key = (kind, method)
+    @property
+    def current(self) -> grpc.aio.Channel:
+        """The channel that new calls go to."""
+        return self._channel
 
-        def call(*args, **call_kwargs):
-            found = self._callables.get(key)
-            if found is None:
-                found = self._callables[key] = getattr(self._channel, kind)(method, **kwargs)
-            return found(*args, **call_kwargs)
+    # The multicallables pass on _registered_method, which grpc's generated stubs give (grpc
+    # then registers the method with the channel once) and typeshed's grpcio stubs lack.
 
-        return call
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[_Request], bytes] | None = None,
+        response_deserializer: Callable[[bytes], _Response] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.UnaryUnaryMultiCallable[_Request, _Response]:
+        return _UnaryUnary(
+            self,
+            lambda channel: channel.unary_unary(  # type: ignore[call-arg]  # stub lacks _registered_method
+                method, request_serializer, response_deserializer, _registered_method=_registered_method
+            ),
+        )
 
-    def unary_unary(self, method: str, **kwargs):
-        return self._renewing("unary_unary", method, kwargs)
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[_Request], bytes] | None = None,
+        response_deserializer: Callable[[bytes], _Response] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.UnaryStreamMultiCallable[_Request, _Response]:
+        return _UnaryStream(
+            self,
+            lambda channel: channel.unary_stream(  # type: ignore[call-arg]  # stub lacks _registered_method
+                method, request_serializer, response_deserializer, _registered_method=_registered_method
+            ),
+        )
 
-    def unary_stream(self, method: str, **kwargs):
-        return self._renewing("unary_stream", method, kwargs)
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[_Request], bytes] | None = None,
+        response_deserializer: Callable[[bytes], _Response] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.StreamUnaryMultiCallable[_Request, _Response]:
+        return _StreamUnary(
+            self,
+            lambda channel: channel.stream_unary(  # type: ignore[call-arg]  # stub lacks _registered_method
+                method, request_serializer, response_deserializer, _registered_method=_registered_method
+            ),
+        )
 
-    def stream_unary(self, method: str, **kwargs):
-        return self._renewing("stream_unary", method, kwargs)
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[_Request], bytes] | None = None,
+        response_deserializer: Callable[[bytes], _Response] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.StreamStreamMultiCallable[_Request, _Response]:
+        return _StreamStream(
+            self,
+            lambda channel: channel.stream_stream(  # type: ignore[call-arg]  # stub lacks _registered_method
+                method, request_serializer, response_deserializer, _registered_method=_registered_method
+            ),
+        )
 
-    def stream_stream(self, method: str, **kwargs):
-        return self._renewing("stream_stream", method, kwargs)
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> None:
+        await self.close(None)
 
     def renew(self) -> bool:
         """A new channel if the files changed (and are a whole identity); whether it did."""
@@ -201,7 +365,7 @@ class MeshChannel:
         except (OSError, config.ConfigError) as error:
             log.warning("mesh identity not reloaded; the previous one calls", extra={"reason": str(error)})
             return False
-        old, self._channel, self._version, self._callables = self._channel, fresh, version, {}
+        old, self._channel, self._version = self._channel, fresh, version
         closing = asyncio.get_running_loop().create_task(self._retire(old))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
