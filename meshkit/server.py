@@ -10,8 +10,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,14 +41,20 @@ KEEPALIVE_ACCEPTED = [
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 
+_Servicer = TypeVar("_Servicer")
+
 
 @dataclass(frozen=True)
-class ServiceBinding:
-    """A servicer and the generated function that adds it to a server."""
+class ServiceBinding(Generic[_Servicer]):
+    """A servicer and the generated function that adds it to a server (the type checker
+    holds each pair to the generated servicer class)."""
 
     name: str  # full service name, e.g. shopmesh.orders.v1.OrderService
-    servicer: object
-    add_to_server: Callable[[object, grpc.aio.Server], None]
+    servicer: _Servicer
+    add_to_server: Callable[[_Servicer, grpc.aio.Server], None]
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        self.add_to_server(self.servicer, server)
 
 
 @dataclass
@@ -69,16 +76,16 @@ class MeshServer:
     health: health.aio.HealthServicer
     port: int
     service_names: list[str]
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_stopping: list[Callable[[], None]] = field(default_factory=list)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     failed_task: str = ""
     # plaintext, standard health only (listen_for_probes); started and stopped with the server
     probes: grpc.aio.Server | None = None
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
-    _reporting: asyncio.Task | None = None
+    _reporting: asyncio.Task[None] | None = None
 
     def listen_for_probes(self, listen: str) -> int:
         """Also serves the standard health service, and nothing else, in plaintext on listen:
@@ -101,7 +108,7 @@ class MeshServer:
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)
 
-    def _on_task_done(self, task: asyncio.Task) -> None:
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
             return
         if self._stopping or self.failed.is_set():
@@ -159,7 +166,7 @@ def _add_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:
 
 def create_server(
     listen: str,
-    bindings: Sequence[ServiceBinding],
+    bindings: Sequence[ServiceBinding[Any]],  # each pair checked where it was made
     *,
     error_domain: str,
     tls: mesh_tls.MeshTls,
@@ -183,7 +190,7 @@ def create_server(
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *KEEPALIVE_ACCEPTED],
     )
     for binding in bindings:
-        binding.add_to_server(binding.servicer, server)
+        binding.add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.name for b in bindings]
