@@ -1,90 +1,29 @@
 """What the compose test needs on a machine without a registry or a Docker engine:
-podman configured for it, and a Debian bookworm base image built with debootstrap."""
+podman configured for it, a Debian bookworm base image built with debootstrap, and the
+whole system up from compose.yaml (tests/helpers/podman.py, tests/helpers/image_builds.py)."""
 
-import shutil
-import subprocess
-import tempfile
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from devmesh.paths import ROOT
 from devmesh.ports import free_ports
-from tests.compose.podman import BASE_IMAGE, CONTAINERS_CONF, Project, image_exists, podman_env, run
-
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-LOCAL_CAS = Path("/usr/local/share/ca-certificates")
-SERVICES = ("postgres", "inventory", "notifications", "envoy")
-# what the project runs: two Order replicas, one of the others
-REPLICAS = {"orders": 2, "inventory": 1, "notifications": 1}
-
-
-def debian_mirror() -> str:
-    """The mirror apt uses on this machine (deb822 or one-line sources)."""
-    for sources in sorted(Path("/etc/apt").glob("sources.list.d/*.sources")):
-        for line in sources.read_text().splitlines():
-            if line.startswith("URIs:") and "security" not in line:
-                return line.split()[1]
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.exists():
-        for line in legacy.read_text().splitlines():
-            parts = line.split()
-            if parts[:1] == ["deb"] and "security" not in line:
-                return parts[1]
-    return DEFAULT_MIRROR
-
-
-def build_base_image(env: dict[str, str]) -> None:
-    """Debian bookworm (python3 is 3.11) with the machine's apt settings and
-    local certificate authorities, so builds on it reach what the machine reaches."""
-    with tempfile.TemporaryDirectory(prefix="shopmesh-rootfs-") as workdir:
-        rootfs = Path(workdir) / "rootfs"
-        run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=python3,python3-venv,ca-certificates",
-                "bookworm",
-                str(rootfs),
-                debian_mirror(),
-            ],
-            env,
-            timeout=900,
-        )
-        for setting in Path("/etc/apt/apt.conf.d").glob("*"):
-            if not (rootfs / "etc/apt/apt.conf.d" / setting.name).exists():
-                shutil.copy(setting, rootfs / "etc/apt/apt.conf.d" / setting.name)
-        for authority in LOCAL_CAS.glob("*.crt"):
-            shutil.copy(authority, rootfs / "usr/local/share/ca-certificates" / authority.name)
-        run(["chroot", str(rootfs), "update-ca-certificates"], env)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(
-            ["podman", "import", "-", BASE_IMAGE],
-            stdin=tar.stdout,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        tar.stdout.close()
-        tar.wait()
-        if imported.returncode != 0:
-            raise RuntimeError(f"podman import failed: {imported.stderr}")
-
-
-def build_once_more_on_failure(build) -> None:
-    """Image builds download from PyPI and Debian, whose reachability is not what
-    this test is about: a failed build (say, a DNS hiccup) gets one more try."""
-    try:
-        build()
-    except RuntimeError as error:
-        print(f"build failed, trying once more: {str(error)[-500:]}")
-        build()
+from tests.helpers.image_builds import build_base_image, build_once_more_on_failure
+from tests.helpers.podman import (
+    BASE_IMAGE,
+    CONTAINERS_CONF,
+    REPLICAS,
+    SINGLE_SERVICES,
+    Project,
+    image_exists,
+    podman_env,
+)
 
 
 @pytest.fixture(scope="session")
-def env(tmp_path_factory) -> dict[str, str]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment podman runs in here, with the base image built if it is missing."""
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
     found = podman_env(conf)
@@ -94,7 +33,7 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def project(env, tmp_path_factory):
+def project(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """The whole system on PostgreSQL from compose.yaml, with two Order replicas, its
     public port speaking TLS with Envoy's development CA (project.ca); torn down with
     its volumes (the credentials too) afterwards, leaving no container, network or volume."""
@@ -134,7 +73,7 @@ def project(env, tmp_path_factory):
         exit_code = running.podman("wait", init, timeout=60).strip()
         assert exit_code == "0", f"mesh-identity exited {exit_code}:\n{running.logs(init)}"
         running.wait_healthy(
-            [running.container(s) for s in SERVICES]
+            [running.container(s) for s in SINGLE_SERVICES]
             + [running.container("orders", n) for n in range(1, REPLICAS["orders"] + 1)]
         )
         # healthy containers are not yet routed to: wait until Envoy's own checks pass

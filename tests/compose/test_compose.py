@@ -25,8 +25,7 @@ from devmesh import credentials
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
-from tests.compose.conftest import REPLICAS
-from tests.compose.podman import sink_emails
+from tests.helpers.podman import REPLICAS, sink_emails
 
 pytestmark = pytest.mark.compose
 

@@ -26,3 +26,21 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0) -
         if result or asyncio.get_running_loop().time() > deadline:
             return result
         await asyncio.sleep(0.05)
+
+
+def until(check: Callable[[], T], timeout: float, what: str) -> T:
+    """Polls check each second until it returns something truthy, and returns that; a
+    RuntimeError (a podman command that failed) counts as not yet. After timeout seconds,
+    TimeoutError saying what did not happen, with the last result or error."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except RuntimeError as error:
+            last = str(error)[-300:]
+        time.sleep(1)
+    raise TimeoutError(f"{what} after {timeout:.0f}s: {last}")

@@ -1,35 +1,25 @@
-"""`make kube-test`: the dev overlay of deploy/kubernetes played with podman (tests/kube/podman_play.py
+"""`make kube-test`: the dev overlay of deploy/kubernetes played with podman (tests/helpers/podman_play.py
 says what is changed for it, and why), from the images compose's test builds."""
 
-import base64
 import json
-import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from devmesh import kube_check, kube_secrets
-from devmesh.paths import ROOT
 from devmesh.ports import free_ports
-from tests.compose.conftest import build_base_image, build_once_more_on_failure
-from tests.compose.podman import BASE_IMAGE, CONTAINERS_CONF, image_exists, podman_env, run
-from tests.kube.manifests import SERVICES, Rendered
-from tests.kube.podman_play import LEFT_OUT, STAND_INS, Play
-
-PAUSE_IMAGE = "localhost/shopmesh-test-pause:latest"
-OVERLAY = kube_check.KUBE / "overlays" / "dev"
-DATABASES_SQL = kube_check.KUBE / "components" / "postgres" / "databases.sql"
-
-# Run inside Envoy's pod: which replicas its clusters route to.
-CLUSTERS = """
-import json
-from devmesh.launcher import cluster_health
-print(json.dumps(cluster_health("127.0.0.1:9901")))
-"""
+from tests.helpers.image_builds import PAUSE_IMAGE, build_base_image, build_play_images
+from tests.helpers.kube_manifests import SERVICES, Rendered
+from tests.helpers.podman import BASE_IMAGE, CONTAINERS_CONF, image_exists, podman_env
+from tests.helpers.podman_play import CLUSTERS, DATABASES_SQL, LEFT_OUT, OVERLAY, Play, decoded
+from tests.helpers.waiting import until
 
 
 @pytest.fixture(scope="session")
-def env(tmp_path_factory) -> dict[str, str]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment podman runs in here, with the pods' infra image named and the base
+    image built if it is missing."""
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text(CONTAINERS_CONF.replace("[engine]\n", f'[engine]\ninfra_image = "{PAUSE_IMAGE}"\n'))
     found = podman_env(conf)
@@ -38,47 +28,12 @@ def env(tmp_path_factory) -> dict[str, str]:
     return found
 
 
-def build_images(env: dict[str, str]) -> None:
-    def build(tag: str, context, dockerfile=None):
-        extra = ["--file", str(dockerfile)] if dockerfile else []
-        build_once_more_on_failure(
-            lambda: run(
-                ["podman", "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", tag, *extra, str(context)],
-                env,
-                timeout=900,
-            )
-        )
-
-    build(PAUSE_IMAGE, ROOT / "tests" / "kube", ROOT / "tests" / "kube" / "pause.Dockerfile")
-    build("shopmesh:latest", ROOT)
-    build(STAND_INS["postgres"], ROOT / "tests" / "compose", ROOT / "tests" / "compose" / "postgres.Dockerfile")
-    build(STAND_INS["mailpit"], ROOT / "tests" / "compose", ROOT / "tests" / "compose" / "smtp-sink.Dockerfile")
-
-
-def decoded(doc: dict) -> dict[str, str]:
-    return {key: base64.b64decode(value).decode() for key, value in doc["data"].items()}
-
-
-def eventually(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except RuntimeError as error:
-            last = str(error)[-300:]
-        time.sleep(1)
-    raise TimeoutError(f"{what} after {timeout:.0f}s: {last}")
-
-
 @pytest.fixture(scope="module")
-def played(env, tmp_path_factory):
+def played(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
     """The dev overlay: PostgreSQL and mail stand-ins, then Inventory, Notifications, two
     Order replicas and Envoy, each played from its manifest; the public port on loopback.
     Everything it made is removed afterwards, and the test checks nothing is left."""
-    build_images(env)
+    build_play_images(env)
     data_dir = tmp_path_factory.mktemp("data")
     made = list(kube_secrets.documents({"SHOPMESH_DATA_DIR": str(data_dir)}))
     secrets = {doc["metadata"]["name"]: decoded(doc) for doc in made if doc["kind"] == "Secret"}
@@ -112,7 +67,7 @@ def played(env, tmp_path_factory):
             f"{DATABASES_SQL}:/docker-entrypoint-initdb.d/10-databases.sql:ro",
         )
         play.mail = play.stand_in("mailpit")
-        eventually(
+        until(
             lambda: (
                 play.podman("exec", database, "pg_isready", "--username", "shopmesh", "--dbname", "notifications")
                 is not None
@@ -128,14 +83,14 @@ def played(env, tmp_path_factory):
         for name in SERVICES:
             port = rendered.env(name)["HEALTH_LISTEN"].rpartition(":")[2]
             for container in play.containers_of[name]:
-                eventually(
+                until(
                     lambda c=container, p=port: play.health(c, f"127.0.0.1:{p}") == "SERVING",
                     120,
                     f"{container} not serving",
                 )
         (envoy,) = play.containers_of["envoy"]
         # as its httpGet probe asks (meshkit.probe exits 0 on an HTTP 200)
-        eventually(
+        until(
             lambda: (
                 play.podman("exec", envoy, "python", "-m", "meshkit.probe", "http", "http://127.0.0.1:9902/ready")
                 is not None
@@ -144,7 +99,7 @@ def played(env, tmp_path_factory):
             "Envoy not ready",
         )
         wanted = {"orders": [True, True], "inventory": [True], "notifications": [True]}
-        eventually(
+        until(
             lambda: json.loads(play.exec_python(envoy, CLUSTERS)) == wanted,
             120,
             "Envoy does not route to every replica",

@@ -14,8 +14,8 @@ from devmesh import token as tokens
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
-from tests.compose.podman import sink_emails
-from tests.kube.manifests import SERVICES
+from tests.helpers.kube_manifests import SERVICES
+from tests.helpers.podman import sink_emails
 
 pytestmark = pytest.mark.kube_play
 

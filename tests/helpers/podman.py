@@ -1,5 +1,5 @@
-"""Podman and podman-compose as the compose test drives them: the real
-compose.yaml plus tests/compose/override.yaml, under a project name of its own."""
+"""Podman and podman-compose as the compose and Kubernetes tests drive them; for compose,
+the real compose.yaml plus tests/compose/override.yaml, under a project name of its own."""
 
 import json
 import os
@@ -26,6 +26,10 @@ COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "tests" / "compose" / "override.y
 ENVOY_CA = "/var/lib/shopmesh/credentials/tls/ca.pem"
 PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 PEM_END = "-----END CERTIFICATE-----"
+# what the project runs: two Order replicas, one of the others
+REPLICAS = {"orders": 2, "inventory": 1, "notifications": 1}
+# the project's containers besides the Order replicas, healthy before a test starts
+SINGLE_SERVICES = ("postgres", "inventory", "notifications", "envoy")
 
 
 def sink_emails(log: str) -> list[dict]:
@@ -42,10 +46,12 @@ def sink_emails(log: str) -> list[dict]:
 
 
 def podman_env(conf: Path) -> dict[str, str]:
+    """This process's environment with podman reading conf (CONTAINERS_CONF)."""
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
 def run(command: list[str], env: dict[str, str], timeout: float = 600, check: bool = True) -> str:
+    """Runs command from the repository root; its output, or RuntimeError with its tail when it fails and check."""
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(

@@ -22,6 +22,7 @@ changed than it needs. What podman lacks, and what is done about each:
   image is built from it (tests/kube/pause.Dockerfile) and named in containers.conf.
 """
 
+import base64
 import copy
 import json
 from dataclasses import dataclass, field
@@ -29,9 +30,13 @@ from pathlib import Path
 
 import yaml
 
-from tests.compose.podman import run
-from tests.kube.manifests import Rendered
+from devmesh import kube_check
+from tests.helpers.kube_manifests import Rendered
+from tests.helpers.podman import run
 
+# what is played, and the databases its PostgreSQL stand-in makes at its first start
+OVERLAY = kube_check.KUBE / "overlays" / "dev"
+DATABASES_SQL = kube_check.KUBE / "components" / "postgres" / "databases.sql"
 # the images `make compose-test` builds for the third-party ones no registry here serves
 STAND_INS = {"postgres": "shopmesh-test-postgres:latest", "mailpit": "shopmesh-test-smtp-sink:latest"}
 # what the dev overlay runs that no stand-in replaces: left out
@@ -49,6 +54,17 @@ with grpc.insecure_channel(sys.argv[1]) as channel:
     else:
         print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 """
+# Run inside Envoy's pod: which replicas its clusters route to.
+CLUSTERS = """
+import json
+from devmesh.launcher import cluster_health
+print(json.dumps(cluster_health("127.0.0.1:9901")))
+"""
+
+
+def decoded(secret: dict) -> dict[str, str]:
+    """A rendered Secret's data, base64-decoded to text."""
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
 
 
 @dataclass
