@@ -13,14 +13,16 @@ import yaml
 from devmesh import credentials, envoy_config, kube_check, kube_secrets
 from devmesh.paths import ROOT
 from meshkit.server import BACKGROUND_STOP_SECONDS, SHUTDOWN_DRAIN_SECONDS, SHUTDOWN_GRACE_SECONDS
-from tests.kube.manifests import SERVICES, SHOPMESH, Rendered, container_port, port_of, variants
+from tests.helpers.kube_manifests import SERVICES, SHOPMESH, Rendered, container_port, port_of, variants
 
 pytestmark = pytest.mark.kube
 
 VARIANTS = variants()
 # the variables a service reads and may leave at their defaults in a cluster: policy
-# whose defaults are the intended ones, and OpenTelemetry's switch (on)
+# whose defaults are the intended ones, OpenTelemetry's switch (on), and NO_COLOR (only
+# readable lines have colour, and the manifests ask for JSON)
 DEFAULTS_THAT_HOLD = {
+    "NO_COLOR",
     "SHUTDOWN_DRAIN_SECONDS",
     "OTEL_SDK_DISABLED",
     "ORDERS_MAX_WATCHES",
