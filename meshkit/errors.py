@@ -1,6 +1,7 @@
 """Errors a domain raises, in plain Python. meshkit.status maps them to gRPC
 status codes with google.rpc details, in one place."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -46,6 +47,8 @@ class DomainError(Exception):
 
 
 class InvalidArgument(DomainError):
+    """Fields of the request are bad, whatever the state of the system."""
+
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, violations: list[FieldViolation]) -> None:
@@ -54,6 +57,8 @@ class InvalidArgument(DomainError):
 
 
 class NotFound(DomainError):
+    """No resource of resource_type has these names (or none the caller may see)."""
+
     reason = "NOT_FOUND"
 
     def __init__(self, resource_type: str, names: list[str] | str) -> None:
@@ -63,6 +68,8 @@ class NotFound(DomainError):
 
 
 class AlreadyExists(DomainError):
+    """A resource of resource_type by this name exists already."""
+
     reason = "ALREADY_EXISTS"
 
     def __init__(self, resource_type: str, name: str, message: str | None = None) -> None:
@@ -72,12 +79,14 @@ class AlreadyExists(DomainError):
 
 
 class FailedPrecondition(DomainError):
+    """The system is not in the state the call needs (an order already shipped, stock too short)."""
+
     reason = "FAILED_PRECONDITION"
 
     def __init__(
         self,
         message: str,
-        violations: list[PreconditionViolation] = (),
+        violations: Sequence[PreconditionViolation] = (),
         *,
         reason: str | None = None,
     ) -> None:
@@ -97,7 +106,7 @@ class ResourceExhausted(DomainError):
 
     reason = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, message: str, violations: list[QuotaViolation], *, reason: str | None = None) -> None:
+    def __init__(self, message: str, violations: Sequence[QuotaViolation], *, reason: str | None = None) -> None:
         super().__init__(message, reason=reason)
         self.violations = list(violations)
 
@@ -134,6 +143,7 @@ class Validator:
     violations: list[FieldViolation] = field(default_factory=list)
 
     def check(self, ok: bool, field_name: str, description: str) -> bool:
+        """Records a violation of field_name unless ok; returns ok."""
         if not ok:
             self.violations.append(FieldViolation(field_name, description))
         return ok
@@ -142,6 +152,7 @@ class Validator:
         self.violations.append(FieldViolation(field_name, description))
 
     def raise_if_any(self) -> None:
+        """InvalidArgument naming the violations recorded, if there are any."""
         if len(self.violations) > MAX_VIOLATIONS:
             more = len(self.violations) - MAX_VIOLATIONS
             raise InvalidArgument([*self.violations[:MAX_VIOLATIONS], FieldViolation("", f"and {more} more")])

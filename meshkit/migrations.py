@@ -11,17 +11,33 @@ which takes the same lock as a starting service, so replicas may run it at once.
 
 import argparse
 import asyncio
-import sys
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import Connection, MetaData, text
 
 from meshkit import config
 from meshkit.database import Database
 
 
+class MigrationEnvironment(Protocol):
+    """What a service's migrations/env.py hands over: the module alembic.context, which
+    stands for the Alembic environment that runs it."""
+
+    @property
+    def config(self) -> Config: ...
+
+    def configure(self, *, connection: Connection, target_metadata: MetaData, render_as_batch: bool) -> None: ...
+
+    def begin_transaction(self) -> AbstractContextManager[object]: ...
+
+    def run_migrations(self) -> None: ...
+
+
 def alembic_config(service: str) -> Config:
+    """The Alembic configuration of a service's migration history (<service>/migrations)."""
     cfg = Config()
     cfg.set_main_option("script_location", f"{service}:migrations")
     return cfg
@@ -37,12 +53,15 @@ def upgrade(db: Database, service: str) -> None:
         command.upgrade(cfg, "head")
 
 
-def run_migrations(context, metadata: MetaData) -> None:
+def run_migrations(context: MigrationEnvironment, metadata: MetaData) -> None:
     """The body of every service's migrations/env.py."""
-    connection = context.config.attributes.get("connection")
+    connection: Connection | None = context.config.attributes.get("connection")
     if connection is None:
         # The command line below: connect to the configured database ourselves.
-        db = Database(context.config.get_main_option("sqlalchemy.url"))
+        url = context.config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("Alembic was given neither a connection nor sqlalchemy.url")
+        db = Database(url)
         with db.engine.begin() as connection:
             _run(context, connection, metadata)
         db.engine.dispose()
@@ -50,7 +69,7 @@ def run_migrations(context, metadata: MetaData) -> None:
         _run(context, connection, metadata)
 
 
-def _run(context, connection, metadata: MetaData) -> None:
+def _run(context: MigrationEnvironment, connection: Connection, metadata: MetaData) -> None:
     # SQLite alters tables by copying them ("batch" mode).
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
@@ -80,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -11,12 +11,16 @@ serving without it."""
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
 from meshkit.database import is_outage
 
 log = logging.getLogger(__name__)
+
+# A message of the stream follow() reads
+M = TypeVar("M")
 
 # For the channel a stream is followed over: HTTP/2 pings every 10 s, the connection
 # given up after 5 s without an answer. A stream held by a frozen peer sends nothing and
@@ -52,7 +56,8 @@ async def keep_going(what: str, work: Callable[[], Awaitable[None]], pause: floa
         try:
             await work()
         except Exception as error:
-            if asyncio.current_task().cancelling():
+            task = asyncio.current_task()  # the one running this loop: never None here
+            if task is not None and task.cancelling():
                 # grpc.aio may report our own cancellation as a CANCELLED call:
                 # the service is stopping, so stop rather than go on.
                 raise asyncio.CancelledError from error
@@ -69,8 +74,8 @@ FOLLOW_BATCH = 256
 async def follow(
     what: str,
     cursor: Callable[[], Awaitable[int]],
-    open_stream: Callable[[int], grpc.aio.UnaryStreamCall],
-    handle: Callable[[list], Awaitable[None]],
+    open_stream: Callable[[int], grpc.aio.UnaryStreamCall[Any, M]],
+    handle: Callable[[list[M]], Awaitable[None]],
     pause: float,
     max_batch: int = FOLLOW_BATCH,
 ) -> None:
@@ -84,7 +89,7 @@ async def follow(
     async def from_stored_cursor() -> None:
         stream = open_stream(await cursor())
         # read ahead while a batch is handled; full, it stops reading (and the stream's flow control holds the sender)
-        received: asyncio.Queue = asyncio.Queue(max_batch)
+        received: asyncio.Queue[M | _Ended] = asyncio.Queue(max_batch)
         reader = asyncio.create_task(_read_into(stream, received))
         try:
             while True:
@@ -94,8 +99,9 @@ async def follow(
                 messages = [message for message in batch if not isinstance(message, _Ended)]
                 if messages:
                     await handle(messages)
-                if len(messages) < len(batch):
-                    batch[-1].raise_if_failed()
+                end = batch[-1]  # nothing is put after a stream's end
+                if isinstance(end, _Ended):
+                    end.raise_if_failed()
                     return
         finally:
             reader.cancel()
@@ -115,7 +121,7 @@ class _Ended:
             raise self.error
 
 
-async def _read_into(stream: grpc.aio.UnaryStreamCall, received: asyncio.Queue) -> None:
+async def _read_into(stream: grpc.aio.UnaryStreamCall[Any, M], received: asyncio.Queue[M | _Ended]) -> None:
     try:
         async for message in stream:
             await received.put(message)
@@ -125,9 +131,9 @@ async def _read_into(stream: grpc.aio.UnaryStreamCall, received: asyncio.Queue) 
         await received.put(_Ended())
 
 
-async def every(what: str, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
-    """Runs work every seconds until cancelled; a turn that meets a transient error is
-    logged, and the next one comes as planned."""
+async def every(what: str, seconds: float, work: Callable[[], Awaitable[object]]) -> None:
+    """Runs work every seconds until cancelled (what it returns is let go); a turn that
+    meets a transient error is logged, and the next one comes as planned."""
 
     async def turn() -> None:
         await asyncio.sleep(seconds)
