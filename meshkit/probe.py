@@ -28,7 +28,9 @@ def serving(channel: grpc.Channel, service: str = "") -> bool:
         )
     except grpc.RpcError:
         return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+    # grpcio-health-checking ships no type stubs: its status is an enum's int
+    status: int = reply.status
+    return status == int(health_pb2.HealthCheckResponse.SERVING)
 
 
 def secure_channel(address: str, tls: mesh_tls.MeshTls, peer: str) -> grpc.Channel:
@@ -44,7 +46,8 @@ def grpc_serving(address: str, name: str, service: str = "") -> bool:
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as reply:
-            return reply.status == 200
+            status: int = reply.status  # typeshed leaves urlopen's reply untyped (it depends on the scheme)
+            return status == 200
     except OSError:
         return False
 

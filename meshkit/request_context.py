@@ -3,6 +3,7 @@ of the call so that outgoing calls pass it on and logs can name it, and its call
 (meshkit.caller)."""
 
 import contextvars
+from typing import Any
 
 import grpc
 
@@ -30,10 +31,11 @@ def outgoing_metadata() -> tuple[tuple[str, str], ...]:
     return ((REQUEST_ID_HEADER, current),) if current else ()
 
 
-def bind(context: grpc.aio.ServicerContext, from_envoy: bool) -> None:
+def bind(context: grpc.aio.ServicerContext[Any, Any], from_envoy: bool) -> None:
     """Called at the start of every served call (by meshkit.status's interceptor). The
     caller headers count only when the peer is Envoy (its certificate's SPIFFE ID): from
     anyone else they are ignored, as forged."""
     metadata = context.invocation_metadata() or ()
-    _request_id.set(next((value for key, value in metadata if key == REQUEST_ID_HEADER), ""))
+    # a text header's value is a str (only a -bin header's is bytes)
+    _request_id.set(next((value for key, value in metadata if key == REQUEST_ID_HEADER and isinstance(value, str)), ""))
     _caller.set(callers.from_metadata(metadata) if from_envoy else _SERVICE)

@@ -31,19 +31,20 @@ def wanted(env: Mapping[str, str], signal: str = "TRACES") -> bool:
     return bool(endpoint) and not disabled
 
 
-def configure(service: str, env: Mapping[str, str]) -> list:
+def configure(service: str, env: Mapping[str, str]) -> list[TracerProvider | MeterProvider]:
     """Installs the tracer and meter providers (and the gRPC instrumentation)
     that the variables ask for, before any server or channel exists. Returns the
     providers, to shut down at exit."""
     # OTEL_SERVICE_NAME, when set, wins over the service's own name.
     resource = Resource.create({} if env.get("OTEL_SERVICE_NAME") else {"service.name": service})
-    providers: list = []
+    providers: list[TracerProvider | MeterProvider] = []
     if wanted(env, "TRACES"):
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
-        GrpcAioInstrumentorServer().instrument()
-        GrpcAioInstrumentorClient().instrument()
+        # opentelemetry-instrumentation-grpc leaves its instrumentors' __init__ unannotated
+        GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
+        GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
         providers.append(tracer_provider)
     if wanted(env, "METRICS"):
         # Exported every OTEL_METRIC_EXPORT_INTERVAL ms (60 s by default).
