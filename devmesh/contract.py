@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from google.api import annotations_pb2
+from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, text_format
 
 from devmesh.paths import DESCRIPTOR_SET, NODE_BIN, PROTO_DEPS, ROOT
@@ -120,14 +120,19 @@ def http_rules(descriptor_set: bytes) -> dict[str, str]:
             continue
         for service in file.service:
             for method in service.method:
+                rule = _http_rule(method.options)
                 name = f"{file.package}.{service.name}.{method.name}"
-                # HasExtension: no rule at all differs from an empty rule
-                if method.options.HasExtension(annotations_pb2.http):
-                    rule = method.options.Extensions[annotations_pb2.http]
-                    rules[name] = text_format.MessageToString(rule, as_one_line=True)
-                else:
-                    rules[name] = ""
+                rules[name] = "" if rule is None else text_format.MessageToString(rule, as_one_line=True)
     return rules
+
+
+def _http_rule(options: descriptor_pb2.MethodOptions) -> http_pb2.HttpRule | None:
+    """A method's google.api.http rule; None where it has none, which differs from an empty rule."""
+    # googleapis-common-protos' annotations_pb2.pyi declares `http` a plain FieldDescriptor,
+    # not the MethodOptions extension it is
+    if not options.HasExtension(annotations_pb2.http):  # type: ignore[arg-type]  # stub: not typed as an extension
+        return None
+    return options.Extensions[annotations_pb2.http]  # type: ignore[index]  # stub: not typed as an extension
 
 
 def rest_breaks(current: bytes, baseline: bytes) -> list[str]:

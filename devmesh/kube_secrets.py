@@ -31,9 +31,9 @@ from pathlib import Path
 import yaml
 
 from devmesh import credentials, mesh_identity
-from meshkit import config
+from meshkit import config, mesh_tls
 
-PROCESSES = (mesh_identity.ENVOY, *mesh_identity.SERVICES)
+PROCESSES = (mesh_tls.ENVOY, *mesh_identity.SERVICES)
 POSTGRES_USER = "shopmesh"
 
 

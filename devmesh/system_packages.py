@@ -20,6 +20,7 @@ def _present(command: str) -> bool:
 
 
 def install(packages: list[str]) -> None:
+    """apt-get install of packages, as root or through sudo (else it exits, naming them)."""
     if os.geteuid() == 0:
         prefix = []
     elif shutil.which("sudo"):
@@ -34,8 +35,14 @@ def install(packages: list[str]) -> None:
         subprocess.run(apt, env=env, check=True)
 
 
+def wanted_package(arg: str) -> tuple[str, str]:
+    """'command=package' -> (command, package); a bare name is both the command and its package."""
+    command, equals, package = arg.partition("=")
+    return (command, package) if equals else (arg, arg)
+
+
 def main(argv: list[str]) -> int:
-    wanted = dict(arg.split("=", 1) if "=" in arg else (arg, arg) for arg in argv)
+    wanted = dict(wanted_package(arg) for arg in argv)
     needed = missing(wanted)
     if needed:
         print(f"installing Debian packages: {' '.join(needed)}", flush=True)
