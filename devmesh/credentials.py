@@ -19,10 +19,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from jwt.algorithms import ECAlgorithm
 
@@ -36,6 +37,8 @@ CERT_DAYS = 90
 RENEW_BEFORE = dt.timedelta(days=30)
 # ES256: an asymmetric algorithm Envoy verifies and every identity provider offers
 TOKEN_ALGORITHM = "ES256"
+# the kinds of CA key that sign certificates with SHA-256 (Ed25519's and ML-DSA's take no hash)
+CaKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | dsa.DSAPrivateKey
 
 
 @dataclass(frozen=True)
@@ -108,13 +111,12 @@ def ensure(credentials: Credentials, now: dt.datetime | None = None) -> Credenti
         or not credentials.edge_key.exists()
         or expires_within(credentials.edge_cert, now, RENEW_BEFORE)
     ):
-        ca_key = serialization.load_pem_private_key(credentials.ca_key.read_bytes(), password=None)
-        ca_cert = x509.load_pem_x509_certificate(credentials.ca.read_bytes())
+        issuer = (x509.load_pem_x509_certificate(credentials.ca.read_bytes()), load_ca_key(credentials.ca_key))
         key = ec.generate_private_key(ec.SECP256R1())
         write_private_key(credentials.edge_key, key)
         edge = leaf_certificate(
             key,
-            (ca_cert, ca_key),
+            issuer,
             now,
             dt.timedelta(days=CERT_DAYS),
             "localhost",
@@ -123,6 +125,15 @@ def ensure(credentials: Credentials, now: dt.datetime | None = None) -> Credenti
         )
         write_file(credentials.edge_cert, pem(edge))
     return credentials
+
+
+def load_ca_key(path: Path) -> CaKey:
+    """The CA's unencrypted PEM key at path; TypeError where it is of a kind that cannot sign
+    a certificate with SHA-256."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, CaKey):
+        raise TypeError(f"{path} holds a {type(key).__name__}, which cannot sign certificates here")
+    return key
 
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
@@ -191,7 +202,7 @@ def ca_certificate(
 
 def leaf_certificate(
     key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    issuer: tuple[x509.Certificate, CaKey],
     now: dt.datetime,
     lifetime: dt.timedelta,
     common_name: str,
@@ -211,7 +222,7 @@ def leaf_certificate(
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 

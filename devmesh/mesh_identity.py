@@ -38,7 +38,6 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -128,6 +127,7 @@ def ensure(
     certificates follow."""
     now = now or dt.datetime.now(dt.UTC)
     names = list(names)
+    ca_key: credentials.CaKey | None
     if own_ca is not None:
         ca_cert, ca_key, new_ca = _adopt_ca(identity, own_ca)
     else:
@@ -137,11 +137,7 @@ def ensure(
         if new_ca:
             _new_ca(identity, now)
         ca_cert = x509.load_pem_x509_certificate(identity.ca.read_bytes())
-        ca_key = (
-            None
-            if brought and not new_ca
-            else serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None)
-        )
+        ca_key = None if brought and not new_ca else credentials.load_ca_key(identity.ca_key)
     bundle = _trust_bundle(identity, now)
     # every one trusts both CAs (a list, not a generator: any() would stop at the first), then settle
     if new_ca and any([_trust_both(identity, name, bundle) for name in names]):  # noqa: C419
@@ -180,17 +176,14 @@ def issue(
     """A certificate of the mesh CA, published as the identity called name, with other
     subject names than ensure() gives (the benchmark's echo stands in for all three services)."""
     now = now or dt.datetime.now(dt.UTC)
-    ca = (
-        x509.load_pem_x509_certificate(identity.ca.read_bytes()),
-        serialization.load_pem_private_key(identity.ca_key.read_bytes(), password=None),
-    )
+    ca = (x509.load_pem_x509_certificate(identity.ca.read_bytes()), credentials.load_ca_key(identity.ca_key))
     _issue(identity, name, ca, _trust_bundle(identity, now), now, names, usages)
 
 
 def _issue(
     identity: MeshIdentity,
     name: str,
-    ca: tuple,
+    ca: tuple[x509.Certificate, credentials.CaKey],
     bundle: str,
     now: dt.datetime,
     names: list[x509.GeneralName],
@@ -257,15 +250,13 @@ def _new_ca(identity: MeshIdentity, now: dt.datetime) -> None:
     )
 
 
-def _adopt_ca(
-    identity: MeshIdentity, own_ca: tuple[Path, Path]
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, bool]:
+def _adopt_ca(identity: MeshIdentity, own_ca: tuple[Path, Path]) -> tuple[x509.Certificate, credentials.CaKey, bool]:
     """The operator's CA, read where it is (its key is not copied); its certificate
     becomes the mesh's. Also whether it replaced another."""
     cert_path, key_path = own_ca
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = credentials.load_ca_key(key_path)
     except (OSError, ValueError, TypeError) as error:
         raise config.ConfigError(f"the mesh CA {cert_path} / {key_path} cannot be read: {error}") from None
     if cert.public_key() != key.public_key():
