@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from string import Template
 from types import MappingProxyType
+from typing import Any
 
 import yaml
 
@@ -161,7 +162,9 @@ class EnvoyParams:
 
 def params_from_env(env: Mapping[str, str]) -> EnvoyParams:
     """EnvoyParams from environment variables (ENV_VARS); unset or empty ones keep the default."""
-    chosen = {}
+    # field name -> a value converted below to that field's type; which type goes with
+    # which name is more than a type checker can follow through one dict
+    chosen: dict[str, Any] = {}
     for field in fields(EnvoyParams):
         value = next((env[name] for name in ENV_VARS[field.name] if env.get(name)), None)
         if value is None:
@@ -273,9 +276,9 @@ def render(params: EnvoyParams, secrets: Mapping[str, Path] | None = None) -> st
     tls = params.tls_cert is not None and params.tls_key is not None
     if (params.tls_cert is None) != (params.tls_key is None):
         raise ValueError("ENVOY_TLS_CERT and ENVOY_TLS_KEY go together: set both or neither")
-    if params.jwks_file is None and not params.jwks_url:
-        raise ValueError("no keys to verify tokens with: set SHOPMESH_JWKS_FILE or SHOPMESH_JWKS_URL")
     if not params.jwks_url:
+        if params.jwks_file is None:
+            raise ValueError("no keys to verify tokens with: set SHOPMESH_JWKS_FILE or SHOPMESH_JWKS_URL")
         _check_jwks_file(params.jwks_file)
     _mesh_tls_dir(params)
     # Envoy resolves a relative path against its own working directory
