@@ -5,7 +5,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.suite import ANCHOR, ANONYMOUS, DIRECT, ECHO, PLAINTEXT_UPSTREAM, Results
+from bench.anchor import ECHO
+from bench.suite import ANCHOR, ANONYMOUS, DIRECT, PLAINTEXT_UPSTREAM, Results
 
 PROCESS_ORDER = ("envoy", "orders", "inventory", "notifications", ECHO)
 

@@ -337,9 +337,9 @@ class ScaleRun:
                 yield Stocked(mesh, databases, history, loaded, sink)
         finally:
             sink.stop()
-            for url in created:
-                server.drop_database(url)
             if server:
+                for url in created:
+                    server.drop_database(url)
                 server.close()
             if not self.keep:
                 shutil.rmtree(data, ignore_errors=True)

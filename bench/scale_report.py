@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from bench.report import _markdown, _without_nan
 from bench.scale import CALLS, BackendScale, Drain, ScaleResults
@@ -52,7 +53,7 @@ def growth_text(factors: list[float | None]) -> str:
     return ", ".join("—" if factor is None else f"x{factor:.2f}" for factor in factors)
 
 
-def _usable(value: float | None) -> bool:
+def _usable(value: float | None) -> TypeGuard[float]:
     return value is not None and not math.isnan(value) and value > 0
 
 
@@ -63,9 +64,9 @@ def lines(results: ScaleResults) -> list[Line]:
         for call in CALLS:
             rates = [at.calls.get(call) for at in sizes]
             name = f"{call} (first page of 50)" if call == "ListOrders" else call
-            found.append(Line(backend, f"{name} calls/s", [r and r.rps for r in rates], True))
-            found.append(Line(backend, f"{name} p50 ms", [r and r.p50_ms for r in rates], False, 2))
-            found.append(Line(backend, f"{name} p99 ms", [r and r.p99_ms for r in rates], False, 2))
+            found.append(Line(backend, f"{name} calls/s", [None if r is None else r.rps for r in rates], True))
+            found.append(Line(backend, f"{name} p50 ms", [None if r is None else r.p50_ms for r in rates], False, 2))
+            found.append(Line(backend, f"{name} p99 ms", [None if r is None else r.p99_ms for r in rates], False, 2))
         found.append(
             Line(
                 backend,

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -269,9 +269,9 @@ class Suite:
             with Mesh(Layout.on_free_ports(env), data / "run") as mesh:
                 yield mesh
         finally:
-            for url in created:
-                server.drop_database(url)
             if server:
+                for url in created:
+                    server.drop_database(url)
                 server.close()
 
     # ------------------------------------------------------------ scenarios
@@ -535,12 +535,13 @@ class Suite:
         marks = {log: log.mark() for log in logs}
         warm = [each.go(self.options.warmup) for each in loads]
         runs: list[list[LoadResult]] = [[] for _ in loads]
-        cpu: list[Counter] = [Counter() for _ in loads]
+        cpu: list[defaultdict[str, float]] = [defaultdict(float) for _ in loads]
         for side in alternation(len(loads)):
             meter = loads[side].meter
             before = meter.cpu_seconds()
             runs[side].append(loads[side].go(self.options.duration / ROUNDS_EACH))
-            cpu[side].update(meter.cpu_since(before))
+            for name, seconds in meter.cpu_since(before).items():
+                cpu[side][name] += seconds
         by_log = {log: log.failures_by_method_since(marks[log]) for log in logs}
         failures = [by_log[each.log].pop(each.method, Counter()) for each in loads]
         # a failure logged under another path (none is expected) is never dropped: it counts

@@ -65,12 +65,15 @@ async def fan_out(
             streams += batch
         rss_watched = rss_mb()
 
-        async def arrival(stream) -> float | None:
+        async def arrival(
+            stream: grpc.aio.UnaryStreamCall[orders_pb2.WatchOrderRequest, orders_pb2.Order],
+        ) -> float | None:
             try:
                 update = await stream.read()
             except grpc.aio.AioRpcError:
                 return None  # counted as missed
-            if update is grpc.aio.EOF or update.status != orders_pb2.ORDER_STATUS_CONFIRMED:
+            # anything but an Order is grpc.aio.EOF: the stream ended without the change
+            if not isinstance(update, orders_pb2.Order) or update.status != orders_pb2.ORDER_STATUS_CONFIRMED:
                 return None
             return time.perf_counter()
 
@@ -83,7 +86,8 @@ async def fan_out(
         done, pending = await asyncio.wait(waiting, timeout=CHANGE_TIMEOUT_SECONDS)
         for task in pending:
             task.cancel()
-        received = sorted((task.result() - started) * 1000 for task in done if task.result() is not None)
+        arrived = [task.result() for task in done]
+        received = sorted((at - started) * 1000 for at in arrived if at is not None)
         for stream in streams:
             stream.cancel()
     finally:
