@@ -9,10 +9,12 @@ import asyncio
 import inspect
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import metrics
@@ -20,6 +22,16 @@ from opentelemetry import metrics
 from meshkit import errors, mesh_tls, request_context
 
 log = logging.getLogger(__name__)
+
+_Detail = TypeVar("_Detail", bound=Message)
+# the context of a served call, whatever its messages
+_Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+# typeshed's RpcMethodHandler describes a blocking server's handlers: a grpc.aio server's
+# behaviours are coroutine functions and async generator functions of a grpc.aio context,
+# which the interceptor tells apart at run time (the stub's generic class is not one at run time)
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+_UnaryBehaviour: TypeAlias = Callable[[object, _Context], Awaitable[object]]
+_StreamBehaviour: TypeAlias = Callable[[object, _Context], AsyncIterator[object]]
 
 # Envoy checks every service's health each second: logged at INFO, those lines would
 # bury everything else. A failed check is still INFO.
@@ -38,14 +50,14 @@ _CODES = (
 )
 
 
-def _packed(message) -> any_pb2.Any:
+def _packed(message: Message) -> any_pb2.Any:
     detail = any_pb2.Any()
     detail.Pack(message)
     return detail
 
 
-def _details(error: errors.DomainError, domain: str) -> list:
-    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=domain)]
+def _details(error: errors.DomainError, domain: str) -> list[Message]:
+    details: list[Message] = [error_details_pb2.ErrorInfo(reason=error.reason, domain=domain)]
     if isinstance(error, errors.InvalidArgument):
         details.append(
             error_details_pb2.BadRequest(
@@ -92,7 +104,7 @@ def to_status(error: errors.DomainError, domain: str) -> status_pb2.Status:
     )
 
 
-async def abort(context: grpc.aio.ServicerContext, error: errors.DomainError, domain: str) -> None:
+async def abort(context: _Context, error: errors.DomainError, domain: str) -> NoReturn:
     status = rpc_status.to_status(to_status(error, domain))
     await context.abort(status.code, status.details, status.trailing_metadata)
 
@@ -112,31 +124,33 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._admitted = admitted
         self._envoy = mesh_tls.spiffe_id(mesh_tls.ENVOY)
         # method -> (grpc's handler, that handler wrapped)
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
         # OpenTelemetry's RPC metric: one histogram gives counts and latencies per method and code.
         self._duration = metrics.get_meter("meshkit").create_histogram(
             "rpc.server.duration", unit="ms", description="Duration of served gRPC calls"
         )
 
-    async def _fail(self, context, error: Exception, method: str) -> None:
+    async def _fail(self, context: _Context, error: Exception, method: str) -> NoReturn:
         if isinstance(error, errors.DomainError):
             await abort(context, error, self._domain)
         log.exception("unexpected error in %s", method, exc_info=error)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-    async def _admit(self, context) -> None:
+    async def _admit(self, context: _Context) -> None:
         """Binds the call's request id and caller; PERMISSION_DENIED for a peer not admitted."""
         peer = mesh_tls.peer_id(context)
         request_context.bind(context, from_envoy=peer == self._envoy)
         if peer not in self._admitted:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this port serves Envoy and operators only")
 
-    async def _answer(self, error: BaseException, context, method: str) -> tuple[grpc.StatusCode, BaseException]:
+    async def _answer(
+        self, error: BaseException, context: _Context, method: str
+    ) -> tuple[grpc.StatusCode, BaseException]:
         """The code a call that raised error ends with, and what it raises then: error itself
         where grpc handles it (an abort, a cancellation, a stream closed early), else the
         AbortError of answering it (a DomainError mapped, anything else as INTERNAL)."""
         if isinstance(error, grpc.aio.AbortError):
-            return context.code() or grpc.StatusCode.UNKNOWN, error
+            return _code_set(context) or grpc.StatusCode.UNKNOWN, error
         if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
             return grpc.StatusCode.CANCELLED, error
         if not isinstance(error, Exception):
@@ -144,8 +158,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         try:
             await self._fail(context, error, method)
         except grpc.aio.AbortError as aborted:
-            return context.code() or grpc.StatusCode.INTERNAL, aborted
-        raise AssertionError("_fail returned without aborting")
+            return _code_set(context) or grpc.StatusCode.INTERNAL, aborted
 
     def _ended(self, method: str, started: float, code: grpc.StatusCode) -> None:
         """The call's metric and its log line."""
@@ -162,7 +175,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             extra={"method": method, "grpc_status": status, "duration_ms": round(duration_ms, 2)},
         )
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable["_Handler | None"]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> "_Handler | None":
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -173,12 +190,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             wrapped = self._wrapped[method] = (handler, self._wrap(handler, method))
         return wrapped[1]
 
-    def _wrap(self, handler, method: str):
+    def _wrap(self, handler: _Handler, method: str) -> _Handler:
         """handler with each call admitted, answered when it fails (_answer) and logged."""
-        if handler.unary_unary and inspect.iscoroutinefunction(handler.unary_unary):
-            inner = handler.unary_unary
+        inner = _coroutine_function(handler.unary_unary)
+        if inner is not None:
 
-            async def unary_unary(request, context):
+            async def unary_unary(request: object, context: _Context) -> object:
                 started, code = time.perf_counter(), grpc.StatusCode.OK
                 try:
                     await self._admit(context)
@@ -189,20 +206,27 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     self._ended(method, started, code)
 
-            return handler._replace(
-                unary_unary=unary_unary, request_deserializer=_lenient(handler.request_deserializer)
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, _lenient(handler.request_deserializer), handler.response_serializer
             )
-        if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
-            return handler._replace(
-                unary_stream=self._wrap_stream(handler.unary_stream, method, decode=True),
-                request_deserializer=_lenient(handler.request_deserializer),
+        stream = _async_generator_function(handler.unary_stream)
+        if stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(stream, method, decode=True),
+                _lenient(handler.request_deserializer),
+                handler.response_serializer,
             )
-        if handler.stream_stream and inspect.isasyncgenfunction(handler.stream_stream):  # reflection
-            return handler._replace(stream_stream=self._wrap_stream(handler.stream_stream, method, decode=False))
+        stream = _async_generator_function(handler.stream_stream)
+        if stream is not None:  # reflection
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(stream, method, decode=False),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
         return handler
 
-    def _wrap_stream(self, inner, method: str, decode: bool):
-        async def stream(request, context):
+    def _wrap_stream(self, inner: _StreamBehaviour, method: str, decode: bool) -> _StreamBehaviour:
+        async def stream(request: object, context: _Context) -> AsyncIterator[object]:
             started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 await self._admit(context)
@@ -217,6 +241,22 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return stream
 
 
+def _code_set(context: _Context) -> grpc.StatusCode | None:
+    """The code the call is to end with; None while none is set (typeshed's grpcio stub
+    leaves the None out)."""
+    return context.code()
+
+
+def _coroutine_function(behaviour: object) -> _UnaryBehaviour | None:
+    """behaviour when it is a grpc.aio servicer's unary one (a coroutine function)."""
+    return behaviour if inspect.iscoroutinefunction(behaviour) else None
+
+
+def _async_generator_function(behaviour: object) -> _StreamBehaviour | None:
+    """behaviour when it is a grpc.aio servicer's streaming one (an async generator function)."""
+    return behaviour if inspect.isasyncgenfunction(behaviour) else None
+
+
 class _Undecodable:
     """A request whose bytes are no message of its type (grpc would answer UNKNOWN with
     the parser's own words)."""
@@ -225,8 +265,12 @@ class _Undecodable:
 _UNDECODABLE = _Undecodable()
 
 
-def _lenient(deserialize):
-    def lenient(data: bytes):
+def _lenient(deserialize: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+    """deserialize, answering _UNDECODABLE for bytes it cannot parse (none: grpc passes the bytes)."""
+    if deserialize is None:
+        return None
+
+    def lenient(data: bytes) -> object:
         try:
             return deserialize(data)
         except DecodeError:
@@ -235,7 +279,7 @@ def _lenient(deserialize):
     return lenient
 
 
-def _decoded(request, method: str):
+def _decoded(request: object, method: str) -> object:
     """The request, or INVALID_ARGUMENT (inside the call, so it is logged and mapped like
     any other) when its bytes could not be parsed."""
     if request is _UNDECODABLE:
@@ -293,30 +337,31 @@ def _peer_failure(code: grpc.StatusCode, peer: str) -> errors.DomainError:
     return errors.Internal(f"{peer} could not handle this request: a fault of ShopMesh, logged{logged}")
 
 
+def _unpacked(details: Iterable[any_pb2.Any], kind: type[_Detail]) -> list[_Detail]:
+    """The details of kind among details, in their order."""
+    found = []
+    for detail in details:
+        message = kind()
+        if detail.Unpack(message):  # False, and message left empty, for a detail of another kind
+            found.append(message)
+    return found
+
+
 def from_rpc_error(error: grpc.aio.AioRpcError, peer: str, callers_fields: tuple[str, ...] = ()) -> errors.DomainError:
     """The DomainError to answer with when a call to peer failed (see PEER_CODE_TO_OURS).
     A peer's NOT_FOUND, ALREADY_EXISTS or FAILED_PRECONDITION, and an INVALID_ARGUMENT about
     callers_fields only (request fields this service copied from its caller's, such as
     "items"), go on with the peer's details; for anything else the peer's code and text go
     to the log, with the request id, and the caller gets ShopMesh's words."""
-    status = rpc_status.from_call(error)
-    found: dict[type, list] = {}
-    for detail in status.details if status else ():
-        for kind in (
-            error_details_pb2.ErrorInfo,
-            error_details_pb2.BadRequest,
-            error_details_pb2.PreconditionFailure,
-            error_details_pb2.ResourceInfo,
-        ):
-            if detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                detail.Unpack(message)
-                found.setdefault(kind, []).append(message)
-    reason = found[error_details_pb2.ErrorInfo][0].reason if error_details_pb2.ErrorInfo in found else None
+    status: status_pb2.Status | None = rpc_status.from_call(error)  # grpcio-status ships no type stubs
+    details = list(status.details) if status else []
+    infos = _unpacked(details, error_details_pb2.ErrorInfo)
+    reason = infos[0].reason if infos else None
+    resources = _unpacked(details, error_details_pb2.ResourceInfo)
     peer_code, text = error.code(), error.details() or ""
     violations = [
         errors.FieldViolation(v.field, v.description)
-        for bad in found.get(error_details_pb2.BadRequest, [])
+        for bad in _unpacked(details, error_details_pb2.BadRequest)
         for v in bad.field_violations
     ]
     blames_caller = bool(violations) and all(v.field.startswith(callers_fields) for v in violations)  # () blames none
@@ -324,18 +369,16 @@ def from_rpc_error(error: grpc.aio.AioRpcError, peer: str, callers_fields: tuple
     if code == _Code.INVALID_ARGUMENT:
         return errors.InvalidArgument(violations)
     if code == _Code.NOT_FOUND:
-        resources = found.get(error_details_pb2.ResourceInfo, [])
-        kind = resources[0].resource_type if resources else "resource"
-        return errors.NotFound(kind, [r.resource_name for r in resources] or [text])
+        resource_type = resources[0].resource_type if resources else "resource"
+        return errors.NotFound(resource_type, [r.resource_name for r in resources] or [text])
     if code == _Code.FAILED_PRECONDITION:
         preconditions = [
             errors.PreconditionViolation(v.type, v.subject, v.description)
-            for failure in found.get(error_details_pb2.PreconditionFailure, [])
+            for failure in _unpacked(details, error_details_pb2.PreconditionFailure)
             for v in failure.violations
         ]
         return errors.FailedPrecondition(text, preconditions, reason=reason)
     if code == _Code.ALREADY_EXISTS:
-        resources = found.get(error_details_pb2.ResourceInfo, [])
         name = resources[0].resource_name if resources else ""
         return errors.AlreadyExists(resources[0].resource_type if resources else "resource", name, text)
     log.log(
