@@ -28,6 +28,16 @@ BUF_BREAKS = {
     "changed field number": (INVENTORY, "int64 available = 4 [", "int64 available = 7 ["),
     "removed enum value": (ORDERS, "  ORDER_STATUS_CANCELLED = 4;\n", ""),
 }
+# what buf says of each break, without the file:line:column it starts with
+BUF_SAYS = {
+    "renamed field": [
+        'Field "2" with name "display_title" on message "Product" changed option "json_name" from "title" to '
+        '"displayTitle".',
+        'Field "2" on message "Product" changed name from "title" to "display_title".',
+    ],
+    "changed field number": ['Previously present field "4" with name "available" on message "Product" was deleted.'],
+    "removed enum value": ['Previously present enum value "4" on enum "OrderStatus" was deleted.'],
+}
 COMPATIBLE = {
     "added field": (INVENTORY, PRODUCT_LAST_FIELD, PRODUCT_LAST_FIELD + "  string brand = 7;\n"),
     "added method": (
@@ -105,10 +115,11 @@ def test_repository_is_compatible_with_its_baseline(tmp_path, buf):
 
 
 @pytest.mark.parametrize("case", BUF_BREAKS)
-def test_buf_breaking_fails_a_break(case, tmp_path, buf, baseline):
+def test_buf_breaking_fails_a_break(case: str, tmp_path: Path, buf: str, baseline: Path) -> None:
     current = edited_image(tmp_path, buf, *BUF_BREAKS[case])
     breaks = contract.buf_breaks(current, baseline, buf)
-    assert breaks and all(line.startswith(BUF_BREAKS[case][0]) for line in breaks), breaks
+    assert [line.split(":", 3)[0] for line in breaks] == [BUF_BREAKS[case][0]] * len(BUF_SAYS[case]), breaks
+    assert [line.split(":", 3)[3] for line in breaks] == BUF_SAYS[case]
     assert contract.check(current, baseline, buf) != []
 
 

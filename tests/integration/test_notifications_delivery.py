@@ -8,13 +8,14 @@ import mailbox
 import pytest
 
 from devmesh.ports import free_port
+from devmesh.smtp_sink import SmtpSink
 from notifications.main import create_app
 from orders.main import create_app as create_orders
 from shopmesh.notifications.v1 import notifications_pb2 as npb
 from shopmesh.notifications.v1 import notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
-from tests.helpers.in_process import service_channel
+from tests.helpers.in_process import Running, service_channel
 from tests.helpers.messages import create, product
 from tests.helpers.waiting import eventually
 
@@ -63,20 +64,25 @@ async def test_cancellation_is_emailed(orders, stocked, notifications, smtp):
     assert received[-1].subject == f"Order {order.order_id[:8]} cancelled"
 
 
-async def test_mail_server_down_keeps_notifications_pending_then_sends_them(orders, stocked, notifications, smtp):
+async def test_mail_server_down_keeps_notifications_pending_then_sends_them(
+    orders: Running, stocked: Running, notifications: Running, smtp: SmtpSink
+) -> None:
     smtp.stop()
     order = await orders.stub.CreateOrder(create(A=1))
 
-    async def pending_and_tried():
+    async def pending_and_tried() -> list[npb.Notification] | None:
         found = await listed(notifications, order_id=order.order_id)
         return found if found and found[0].attempts >= 2 else None
 
     pending = (await eventually(pending_and_tried))[0]
     assert pending.status == Status.STATUS_PENDING
-    assert pending.last_error
+    assert pending.last_error == (
+        f"SMTPConnectError: Error connecting to 127.0.0.1 on port {smtp.port}: "
+        f"[Errno 111] Connect call failed ('127.0.0.1', {smtp.port})"
+    )
     smtp.start()
     sent = await eventually(lambda: _all_sent(notifications, order.order_id, 1))
-    assert sent and sent[0].last_error == ""
+    assert [n.last_error for n in sent or []] == [""]
     assert smtp.ids() == [pending.message_id]
 
 

@@ -1,4 +1,4 @@
-"""The Order service against a real SQLite database and a real Inventory service."""
+"""The Order service against a real database (SQLite, then PostgreSQL) and a real Inventory service."""
 
 import asyncio
 
@@ -14,7 +14,7 @@ from shopmesh.orders.v1 import orders_pb2 as pb
 from shopmesh.orders.v1 import orders_pb2_grpc
 from tests.helpers.databases import database_url
 from tests.helpers.grpc_calls import all_pages, available, details, stock_is
-from tests.helpers.in_process import service_channel
+from tests.helpers.in_process import Running, service_channel
 from tests.helpers.messages import create, product
 from tests.helpers.waiting import eventually
 
@@ -35,21 +35,32 @@ async def test_create_takes_prices_from_inventory(orders, stocked):
     assert await orders.stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id)) == order
 
 
-async def test_bad_input_is_invalid_argument_and_writes_nothing(orders, stocked):
+async def test_bad_input_is_invalid_argument_and_writes_nothing(orders: Running, stocked: Running) -> None:
+    # each request, and the one field violation it is refused with
     bad = [
-        create(email="ann@example.com\r\nBcc: eve@example.com", A=1),
-        create(),
-        create(A=0),
-        create(A=-1),
-        pb.CreateOrderRequest(
-            customer_email="ann@example.com", items=[pb.OrderItemRequest(product_id="A", quantity=1)] * 2
+        (
+            create(email="ann@example.com\r\nBcc: eve@example.com", A=1),
+            "customer_email",
+            "must not contain line breaks",
+        ),
+        (create(), "items", "must list at least one item"),
+        (create(A=0), "items[0].quantity", "must be positive"),
+        (create(A=-1), "items[0].quantity", "must be positive"),
+        (
+            pb.CreateOrderRequest(
+                customer_email="ann@example.com", items=[pb.OrderItemRequest(product_id="A", quantity=1)] * 2
+            ),
+            "items[1].product_id",
+            "A is listed twice",
         ),
     ]
-    for request in bad:
+    for request, field, description in bad:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await orders.stub.CreateOrder(request)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert details(raised.value, error_details_pb2.BadRequest)
+        assert raised.value.details() == f"{field}: {description}"
+        [bad_request] = details(raised.value, error_details_pb2.BadRequest)
+        assert [(v.field, v.description) for v in bad_request.field_violations] == [(field, description)]
     assert not (await orders.stub.ListOrders(pb.ListOrdersRequest())).orders
     assert await available(stocked, "A") == 10
 
