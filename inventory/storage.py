@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from inventory import domain
-from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, utcnow
+from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, table_of, utcnow
 from meshkit.errors import AlreadyExists, FailedPrecondition, NotFound
 
 
@@ -96,10 +96,10 @@ class StreamCursorRow(Base):
     last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 
-PRODUCTS = ProductRow.__table__
-RESERVATIONS = ReservationRow.__table__
-LINES = ReservationLineRow.__table__
-CURSORS = StreamCursorRow.__table__
+PRODUCTS = table_of(ProductRow)
+RESERVATIONS = table_of(ReservationRow)
+LINES = table_of(ReservationLineRow)
+CURSORS = table_of(StreamCursorRow)
 PRICE = MoneyColumns("price")
 UNIT_PRICE = MoneyColumns("unit_price")
 # stream_cursors' key (its stream column) of the order event stream's row
@@ -284,7 +284,7 @@ class InventoryStore:
                 )
             else:
                 _move(connection, existing, domain.ReservationStatus.RELEASED, now)
-            return _reservation(connection, reservation_id)
+            return _stored_reservation(connection, reservation_id)
 
         try:
             return await self._db.transaction(work)
@@ -348,6 +348,7 @@ class InventoryStore:
                 if (
                     existing is not None
                     and existing.status is domain.ReservationStatus.RESERVED
+                    and existing.expire_time is not None  # a RESERVED one always has one
                     and existing.expire_time + grace < now
                 ):
                     _move(connection, existing, domain.ReservationStatus.RELEASED, now)
@@ -439,6 +440,14 @@ def _reservation(connection: Connection, reservation_id: str, for_update: bool =
         return None
     lines = tuple(_line_from(line) for line in connection.execute(LINES_OF, {"reservation_id": reservation_id}))
     return _reservation_from(row, lines)
+
+
+def _stored_reservation(connection: Connection, reservation_id: str) -> domain.Reservation:
+    """The reservation, which this transaction has written (NotFound if it has not)."""
+    reservation = _reservation(connection, reservation_id)
+    if reservation is None:
+        raise NotFound("reservation", reservation_id)
+    return reservation
 
 
 def _reservation_from(row: Row[Any], lines: tuple[domain.ReservationLine, ...]) -> domain.Reservation:

@@ -11,12 +11,18 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, Integer, Row, String, Text, bindparam, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from meshkit.database import Database, UTCDateTime, service_metadata
+from meshkit.database import Database, UTCDateTime, service_metadata, table_of
 from notifications import domain
 
 # stream_cursors' key (its stream column) of the order event stream's row: the one
 # stream this service follows
 ORDER_EVENTS_CURSOR_KEY = "orders"
+# What a malformed event's values are cut to before they are stored (see _row): their
+# columns' lengths, and for last_error (unbounded Text) as much as is worth reading
+ORDER_ID_LENGTH = 36
+RECIPIENT_LENGTH = 254
+MESSAGE_ID_LENGTH = 200
+ERROR_LENGTH = 1000
 
 
 class Base(DeclarativeBase):
@@ -29,14 +35,14 @@ class NotificationRow(Base):
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    order_id: Mapped[str] = mapped_column(String(36), index=True)
+    order_id: Mapped[str] = mapped_column(String(ORDER_ID_LENGTH), index=True)
     event_sequence: Mapped[int] = mapped_column(BigInteger, unique=True)
-    recipient: Mapped[str] = mapped_column(String(254), index=True)
+    recipient: Mapped[str] = mapped_column(String(RECIPIENT_LENGTH), index=True)
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    message_id: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH))
     last_error: Mapped[str] = mapped_column(Text, default="")
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -53,14 +59,10 @@ class StreamCursorRow(Base):
     last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 
-NOTIFICATIONS = NotificationRow.__table__
-CURSORS = StreamCursorRow.__table__
+NOTIFICATIONS = table_of(NotificationRow)
+CURSORS = table_of(StreamCursorRow)
 PENDING = domain.NotificationStatus.PENDING.value
 FAILED = domain.NotificationStatus.FAILED.value
-ORDER_ID_LENGTH = NOTIFICATIONS.c.order_id.type.length
-RECIPIENT_LENGTH = NOTIFICATIONS.c.recipient.type.length
-MESSAGE_ID_LENGTH = NOTIFICATIONS.c.message_id.type.length
-ERROR_LENGTH = 1000
 # Built once: a statement object caches its own compiled form's key, which
 # is most of what building one per call would cost.
 INSERT_NOTIFICATION = insert(NOTIFICATIONS)
@@ -202,7 +204,9 @@ class NotificationStore:
         by_id = NOTIFICATIONS.c.id == int(notification_id)
 
         def work(connection: Connection) -> domain.NotificationStatus:
-            attempts = connection.scalar(select(NOTIFICATIONS.c.attempts).where(by_id).with_for_update()) + 1
+            attempts = (
+                connection.execute(select(NotificationRow.attempts).where(by_id).with_for_update()).scalar_one() + 1
+            )
             delay = policy.delay_after(attempts)
             if delay is None:
                 status, next_time = domain.NotificationStatus.FAILED, None

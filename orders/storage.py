@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from meshkit import telemetry
-from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, utcnow
+from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, table_of, utcnow
 from meshkit.errors import NotFound, Unavailable
 from meshkit.money import Money
 from orders import domain
@@ -105,6 +105,7 @@ class EventCounterRow(Base):
 
 
 def snapshot_to_json(order: domain.Order) -> str:
+    """The order as an event's snapshot column keeps it (money as currency and nanos)."""
     return json.dumps(
         {
             "order_id": order.order_id,
@@ -122,6 +123,7 @@ def snapshot_to_json(order: domain.Order) -> str:
 
 
 def snapshot_from_json(text: str) -> domain.Order:
+    """The order an event's snapshot column keeps (snapshot_to_json's inverse)."""
     data = json.loads(text)
     return domain.Order(
         data["order_id"],
@@ -134,16 +136,16 @@ def snapshot_from_json(text: str) -> domain.Order:
     )
 
 
-ORDERS = OrderRow.__table__
-LINES = OrderLineRow.__table__
+ORDERS = table_of(OrderRow)
+LINES = table_of(OrderLineRow)
 TOTAL = MoneyColumns("total")
 UNIT_PRICE = MoneyColumns("unit_price")
 # Built once: a statement object caches its own compiled form's key, which
 # is most of what building one per call would cost.
 INSERT_ORDER = insert(ORDERS)
 INSERT_LINES = insert(LINES)
-INSERT_EVENT = insert(OrderEventRow.__table__)
-COUNTER = EventCounterRow.__table__
+INSERT_EVENT = insert(table_of(OrderEventRow))
+COUNTER = table_of(EventCounterRow)
 NEXT_SEQUENCE = (
     update(COUNTER)
     .where(COUNTER.c.id == 1)
@@ -323,7 +325,7 @@ class OrderStore:
                 or_(ORDERS.c.create_time < time, and_(ORDERS.c.create_time == time, ORDERS.c.order_id < order_id))
             )
         rows = await self._db.read(lambda connection: connection.execute(query).all())
-        return [ListedOrder(*row) for row in rows]
+        return [ListedOrder(row.order_id, row.create_time, row.message) for row in rows]
 
     async def move(self, order_id: str, target: domain.OrderStatus, now: dt.datetime) -> domain.Order:
         """Moves an order to target (FailedPrecondition if not allowed) and records the event."""
