@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, text, update
+import psycopg
+from sqlalchemy import Connection, Engine, FromClause, Table, create_engine, event, insert, text, update
 
 from inventory import storage as inventory_storage
 from meshkit import migrations
@@ -127,7 +128,8 @@ def load_history(databases: Databases, history: History) -> Loaded:
     both followers' cursors there: Inventory and Notifications start caught up, as they
     would be in a shop that has run for a while, instead of replaying every event."""
     orders, lines, events = (
-        t.__table__ for t in (orders_storage.OrderRow, orders_storage.OrderLineRow, orders_storage.OrderEventRow)
+        _table(t.__table__)
+        for t in (orders_storage.OrderRow, orders_storage.OrderLineRow, orders_storage.OrderEventRow)
     )
     started = time.perf_counter()
     with _engine(databases.orders) as engine:
@@ -138,7 +140,7 @@ def load_history(databases: Databases, history: History) -> Loaded:
                 _write(connection, lines, [_line_row(order) for _, order in chunk])
                 _write(connection, events, [_event_row(sequence, order) for sequence, order in chunk])
         with engine.begin() as connection:
-            counter = orders_storage.EventCounterRow.__table__
+            counter = _table(orders_storage.EventCounterRow.__table__)
             connection.execute(update(counter).where(counter.c.id == 1).values(last_sequence=history.orders))
         seconds = time.perf_counter() - started
         settle = _settle(engine, [orders, lines, events])
@@ -147,7 +149,7 @@ def load_history(databases: Databases, history: History) -> Loaded:
         (databases.notifications, notifications_storage.CURSORS, notifications_storage.ORDER_EVENTS_CURSOR_KEY),
     ):
         with _engine(url) as engine, engine.begin() as connection:
-            connection.execute(insert(cursors).values(stream=stream, last_sequence=history.orders))
+            connection.execute(insert(_table(cursors)).values(stream=stream, last_sequence=history.orders))
     return Loaded(f"{history.orders:,} orders", 3 * history.orders, seconds, _method(databases.orders), settle)
 
 
@@ -158,7 +160,7 @@ def load_backlog(url: str, history: History, emails: int) -> Loaded:
     if not 0 < emails <= history.orders:
         raise ValueError(f"a backlog of {emails} emails needs as many events; the history has {history.orders}")
     now = utcnow()
-    table = notifications_storage.NotificationRow.__table__
+    table = _table(notifications_storage.NotificationRow.__table__)
     started = time.perf_counter()
     with _engine(url) as engine:
         for indexes in _chunks(history.orders - emails, history.orders):
@@ -179,7 +181,7 @@ def backlog_message_ids(history: History, emails: int) -> set[str]:
     }
 
 
-def _order_row(order: orders_domain.Order) -> dict:
+def _order_row(order: orders_domain.Order) -> dict[str, object]:
     return {
         "order_id": order.order_id,
         "customer_email": order.customer_email,
@@ -192,7 +194,7 @@ def _order_row(order: orders_domain.Order) -> dict:
     }
 
 
-def _line_row(order: orders_domain.Order) -> dict:
+def _line_row(order: orders_domain.Order) -> dict[str, object]:
     [line] = order.lines
     return {
         "order_id": order.order_id,
@@ -203,7 +205,7 @@ def _line_row(order: orders_domain.Order) -> dict:
     }
 
 
-def _event_row(sequence: int, order: orders_domain.Order) -> dict:
+def _event_row(sequence: int, order: orders_domain.Order) -> dict[str, object]:
     return {
         "sequence": sequence,
         "order_id": order.order_id,
@@ -213,7 +215,7 @@ def _event_row(sequence: int, order: orders_domain.Order) -> dict:
     }
 
 
-def _notification_row(sequence: int, order: orders_domain.Order, now: dt.datetime) -> dict:
+def _notification_row(sequence: int, order: orders_domain.Order, now: dt.datetime) -> dict[str, object]:
     # the event as the Notification service's consumer sees it (consumer.event_from_proto)
     email = notifications_domain.render(
         notifications_domain.OrderEvent(
@@ -268,7 +270,7 @@ def _method(url: str) -> str:
     return "COPY" if url.startswith("postgresql") else "Core executemany"
 
 
-def _write(connection: Connection, table: Table, rows: list[dict]) -> None:
+def _write(connection: Connection, table: Table, rows: list[dict[str, object]]) -> None:
     """rows (dicts of column name -> value, all with the same names) into table."""
     if connection.dialect.name == "postgresql":
         _copy(connection, table, rows)
@@ -276,24 +278,28 @@ def _write(connection: Connection, table: Table, rows: list[dict]) -> None:
         connection.execute(insert(table), rows)
 
 
-def _copy(connection: Connection, table: Table, rows: list[dict]) -> None:
+def _copy(connection: Connection, table: Table, rows: list[dict[str, object]]) -> None:
     """COPY FROM STDIN of rows, each value converted by its column's type first, as an
     INSERT would (UTCDateTime: aware -> naive UTC)."""
     names = list(rows[0])
     convert = [_bind(table, name, connection) for name in names]
     quote = connection.dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
-    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+    driver = connection.connection.driver_connection
+    # SQLAlchemy types a driver's connection as Any; postgresql+psycopg:// URLs take psycopg's
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError(f"COPY needs psycopg's connection, not a {type(driver).__name__}")
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([to(row[name]) for to, name in zip(convert, names, strict=True)])
 
 
-def _bind(table: Table, name: str, connection: Connection) -> Callable:
+def _bind(table: Table, name: str, connection: Connection) -> Callable[[object], object]:
     processor = table.c[name].type.bind_processor(connection.dialect)
     return processor or _same
 
 
-def _same(value):
+def _same(value: object) -> object:
     return value
 
 
@@ -307,6 +313,14 @@ def _settle(engine: Engine, tables: list[Table]) -> float:
         for table in tables:
             connection.execute(text(f"VACUUM ANALYZE {engine.dialect.identifier_preparer.quote(table.name)}"))
     return time.perf_counter() - started
+
+
+def _table(clause: FromClause) -> Table:
+    """A storage's table as the Table it is: SQLAlchemy types a mapped class's __table__
+    as any FROM clause, though one declared with __tablename__ maps a Table."""
+    if not isinstance(clause, Table):
+        raise TypeError(f"{clause} is no table")
+    return clause
 
 
 def _chunks(start: int, stop: int) -> Iterator[range]:
