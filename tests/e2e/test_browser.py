@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from devmesh import ts_client
+from devmesh.launcher import Mesh
 from devmesh.paths import executable
 
 PAGE_DIR = Path(__file__).parent / "browser"
@@ -103,13 +105,15 @@ def run_page(url: str, profile: Path, reports: queue.Queue) -> dict:
         process.wait()
 
 
-def test_a_web_page_uses_rest_grpc_web_and_server_sent_events(mesh, new_product, page_site, tmp_path):
+def test_a_web_page_uses_rest_grpc_web_and_server_sent_events(
+    mesh: Mesh, new_product: Callable[..., str], page_site: PageSite, tmp_path: Path
+) -> None:
     product_id = new_product(5)
     token = mesh.token("browser@example.com", ["customer"])
     query = urllib.parse.urlencode({"api": f"http://{mesh.layout.public}", "product": product_id, "token": token})
     seen = run_page(f"{page_site.origin}/shop.html?{query}", tmp_path / "profile", page_site.reports)
 
-    assert seen.get("done"), json.dumps(seen)
+    assert seen.get("done") is True, json.dumps(seen)
     assert product_id in seen["products"]
     # a page can read why it was refused, and that it should sign in
     assert seen["anonymous"] == {"status": 401, "code": 16, "challenge": 'Bearer realm="shopmesh"'}

@@ -4,11 +4,13 @@ the request id (issue 14)."""
 
 import json
 import time
+from typing import Any
 
 import grpc
 import pytest
 
 from devmesh import client
+from devmesh.launcher import Mesh
 from tests.helpers.grpc_calls import create_product
 from tests.helpers.http_calls import http_call
 from tests.helpers.ids import unique
@@ -18,7 +20,7 @@ from tests.helpers.messages import order_request
 ENVOY_WORDS = ("upstream", "reset", "connect", "healthy", "111")
 
 
-def peer_failures(mesh, request_id: str) -> list[dict]:
+def peer_failures(mesh: Mesh, request_id: str) -> list[dict[str, Any]]:
     """The Order service's log lines about a failed call to a peer, for one request."""
     deadline = time.monotonic() + 5
     while True:
@@ -29,7 +31,7 @@ def peer_failures(mesh, request_id: str) -> list[dict]:
         time.sleep(0.1)
 
 
-def test_inventory_down_is_unavailable_in_shopmesh_words_and_envoys_text_is_logged(fault_mesh):
+def test_inventory_down_is_unavailable_in_shopmesh_words_and_envoys_text_is_logged(fault_mesh: Mesh) -> None:
     mesh = fault_mesh
     with client.channel(mesh.layout.public, mesh.token()) as channel:
         stubs = stubs_for(channel)
@@ -61,7 +63,12 @@ def test_inventory_down_is_unavailable_in_shopmesh_words_and_envoys_text_is_logg
         14,
         "inventory is unavailable; try again later",
     )
-    assert peer_failures(mesh, rest_id)
+    [rest_logged] = peer_failures(mesh, rest_id)
+    assert (rest_logged["peer"], rest_logged["peer_code"], rest_logged["level"]) == (
+        "inventory",
+        "UNAVAILABLE",
+        "WARNING",
+    )
     print(
         f"inventory down: UNAVAILABLE in ShopMesh's words after {seconds * 1000:.0f} ms; "
         f"logged: {logged['peer_details']!r}"
