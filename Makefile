@@ -84,6 +84,7 @@ protodeps: $(INSTALLED)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
