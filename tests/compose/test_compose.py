@@ -13,6 +13,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -25,7 +26,7 @@ from devmesh import credentials
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shopmesh.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shopmesh.orders.v1 import orders_pb2, orders_pb2_grpc
-from tests.helpers.podman import REPLICAS, sink_emails
+from tests.helpers.podman import REPLICAS, Project, sink_emails
 
 pytestmark = pytest.mark.compose
 
@@ -369,7 +370,9 @@ def own_ca(directory, uid: int) -> x509.Certificate:
     return cert
 
 
-def test_identities_rotate_and_take_the_operators_own_ca_while_everything_runs(project, tmp_path):
+def test_identities_rotate_and_take_the_operators_own_ca_while_everything_runs(
+    project: Project, tmp_path: Path
+) -> None:
     """compose.yaml's own instructions: `run --rm mesh-identity --rotate`, then an override
     file that signs with the operator's CA. Envoy presents its new certificate, and the
     services' health checks and calls through the mesh carry on on new connections, with
@@ -441,7 +444,10 @@ def test_identities_rotate_and_take_the_operators_own_ca_while_everything_runs(p
                 )
             ]
         )
-        assert placed and placed[0].order_id
-    assert eventually(lambda: [e for e in emails(project) if e["to"] == "own-ca@example.com"])
+        assert [(o.customer_email, o.status) for o in placed or []] == [
+            ("own-ca@example.com", orders_pb2.ORDER_STATUS_PENDING)
+        ]
+    received = eventually(lambda: [e for e in emails(project) if e["to"] == "own-ca@example.com"])
+    assert [e["subject"] for e in received] == [f"Order {placed[0].order_id[:8]} received"]
     assert mesh_listener_handshakes(project) > handshakes
     assert project.podman("inspect", "--format", "{{.State.StartedAt}}", *throughout) == started

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from devmesh import client
-from devmesh.launcher import ROOT
+from devmesh.launcher import ROOT, Mesh
 from shopmesh.inventory.v1 import inventory_pb2
 from shopmesh.orders.v1 import orders_pb2 as pb
 from tests.helpers.ids import unique
@@ -37,7 +37,7 @@ def soak_mesh(request, tmp_path_factory):
     yield from start_mesh(request, tmp_path_factory.mktemp("soak"), "postgresql", env)
 
 
-def test_five_minutes_of_mixed_load_with_restarts_leave_the_books_balanced(soak_mesh):
+def test_five_minutes_of_mixed_load_with_restarts_leave_the_books_balanced(soak_mesh: Mesh) -> None:
     mesh = soak_mesh
     rng = random.Random(7)
     counts: dict[str, int] = {}
@@ -157,13 +157,14 @@ def test_five_minutes_of_mixed_load_with_restarts_leave_the_books_balanced(soak_
 
         # quiet now: orphans of the crash expire (5 s + grace), every event is applied
         checked = settles(reconciled, timeout=60)
-        assert checked, subprocess.run(
+        assert checked is not None, subprocess.run(
             [sys.executable, "-m", "inventory.reconcile"],
             cwd=ROOT,
             env=dict(mesh.layout.env),
             capture_output=True,
             text=True,
         ).stdout[-3000:]
+        assert checked.stdout.strip() == "the books balance"
         for product_id in products:
             book = stubs.inventory.CheckStock(inventory_pb2.CheckStockRequest(product_id=product_id), timeout=10)
             assert book.awaiting_order == 0 and book.available >= 0
