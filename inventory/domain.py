@@ -15,7 +15,7 @@ MAX_RESERVATION_ID_LENGTH = 128
 # meshkit.items' bounds on a request's items).
 MAX_STOCK = 10**12
 MAX_PRICE_UNITS = 10**9
-_PRODUCT_ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_PRODUCT_ID_LENGTH - 1}}}$")
+_PRODUCT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_PRODUCT_ID_LENGTH - 1}}}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Reservation:
 def check_product_id(v: Validator, product_id: str, field: str = "product_id") -> bool:
     """Whether product_id has the form Inventory gives product ids (a violation in v if not)."""
     return v.check(
-        bool(_PRODUCT_ID.match(product_id)),
+        bool(_PRODUCT_ID.fullmatch(product_id)),  # "$" would let a final line break through
         field,
         f"must be 1 to {MAX_PRODUCT_ID_LENGTH} letters, digits, '.', '_' or '-', starting with a letter or digit",
     )

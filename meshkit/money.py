@@ -4,12 +4,13 @@ import re
 from dataclasses import dataclass
 
 NANOS_PER_UNIT = 1_000_000_000
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 def is_currency_code(code: str) -> bool:
     """Whether code has the form of an ISO 4217 currency code (three capital letters)."""
-    return bool(_CURRENCY.match(code))
+    # fullmatch: "$" would also match before a final line break ("EUR\n")
+    return bool(_CURRENCY.fullmatch(code))
 
 
 @dataclass(frozen=True, order=True)

@@ -28,6 +28,12 @@ def test_product_violations_are_all_reported():
     ]
 
 
+def test_a_final_line_break_makes_a_product_id_and_a_currency_code_invalid():
+    with pytest.raises(InvalidArgument) as raised:
+        domain.validate_new_product(Product("WIDGET-1\n", "Widget", Money.of("EUR\n", 1), 1))
+    assert [v.field for v in raised.value.violations] == ["product.product_id", "product.price.currency_code"]
+
+
 def test_reservation_rejects_duplicates_and_bad_quantities():
     lines = [ReservationLine("A", 1), ReservationLine("A", 2), ReservationLine("B", 0)]
     with pytest.raises(InvalidArgument) as raised:
