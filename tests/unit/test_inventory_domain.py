@@ -13,7 +13,7 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def test_valid_product_passes():
-    domain.validate_new_product(Product("WIDGET-1", "Widget", Money.of("EUR", 9, 990_000_000), 10))
+    assert domain.validate_new_product(Product("WIDGET-1", "Widget", Money.of("EUR", 9, 990_000_000), 10)) is None
 
 
 def test_product_violations_are_all_reported():
@@ -68,7 +68,7 @@ def test_every_short_product_is_named():
 
 
 def test_enough_stock_raises_nothing():
-    domain.raise_if_short({"A": 5}, {"A": 5})
+    assert domain.raise_if_short({"A": 5}, {"A": 5}) is None
 
 
 def reservation(status: ReservationStatus) -> Reservation:
@@ -76,7 +76,7 @@ def reservation(status: ReservationStatus) -> Reservation:
 
 
 def test_repeating_a_reservation_is_allowed():
-    domain.check_reservation_repeat(reservation(ReservationStatus.RESERVED), [ReservationLine("A", 2)])
+    assert domain.check_reservation_repeat(reservation(ReservationStatus.RESERVED), [ReservationLine("A", 2)]) is None
 
 
 def test_reusing_a_reservation_id_for_other_items_is_refused():

@@ -127,10 +127,16 @@ def test_a_certificate_with_a_third_of_its_life_left_is_made_anew(made):
 
 
 def test_a_new_ca_means_new_certificates(made):
+    serials = {name: load(made.cert(name)).serial_number for name in IDENTITIES}
+    # CA and key gone (a CA without its key here would be an operator's, kept as it is)
+    made.ca.unlink()
     made.ca_key.unlink()
     mesh_identity.ensure(made)
+    ca = load(made.ca)
     for name in IDENTITIES:
-        load(made.cert(name)).verify_directly_issued_by(load(made.ca))
+        cert = load(made.cert(name))
+        cert.verify_directly_issued_by(ca)  # raises unless the new CA signed it
+        assert (cert.issuer, cert.serial_number != serials[name]) == (ca.subject, True)
 
 
 def context(made, name: str, purpose: ssl.Purpose) -> ssl.SSLContext:

@@ -38,9 +38,16 @@ def test_money_round_trips_through_a_tables_columns(units, nanos):
     assert price.money(row) == money
 
 
-@pytest.mark.parametrize("units, nanos", [(1, -1), (-1, 1), (0, 1_000_000_000), (0, -1_000_000_000)])
-def test_malformed_money_is_named(units, nanos):
-    assert money_proto_problem(money_pb2.Money(currency_code="EUR", units=units, nanos=nanos))
+SIGNS = "units and nanos must have the same sign"
+NANOS = "nanos must be between -999999999 and 999999999"
+
+
+@pytest.mark.parametrize(
+    "units, nanos, problem",
+    [(1, -1, SIGNS), (-1, 1, SIGNS), (0, 1_000_000_000, NANOS), (0, -1_000_000_000, NANOS)],
+)
+def test_malformed_money_is_named(units, nanos, problem):
+    assert money_proto_problem(money_pb2.Money(currency_code="EUR", units=units, nanos=nanos)) == problem
 
 
 def test_page_tokens_round_trip_and_are_bound_to_filters():
