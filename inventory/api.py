@@ -7,7 +7,6 @@ import grpc
 from inventory import domain
 from inventory.storage import InventoryStore
 from meshkit import pagination
-from meshkit.errors import FieldViolation, InvalidArgument
 from meshkit.protoconv import enum_to_proto, money_from_proto, money_proto_problem, money_to_proto, timestamp
 from shopmesh.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
@@ -54,11 +53,13 @@ def stock_to_proto(book: domain.StockBook) -> inventory_pb2.CheckStockResponse:
     )
 
 
-def _product_from_proto(message: inventory_pb2.Product) -> domain.Product:
-    problem = money_proto_problem(message.price)
-    if not message.HasField("price") or problem:
-        raise InvalidArgument([FieldViolation("product.price", problem or "is required")])
-    return domain.Product(message.product_id, message.title, money_from_proto(message.price), message.available)
+def _new_product(message: inventory_pb2.Product) -> domain.Product:
+    """The product a CreateProduct asks for, validated: one error names every violation,
+    a missing or malformed price among them."""
+    problem = money_proto_problem(message.price) if message.HasField("price") else "is required"
+    product = domain.Product(message.product_id, message.title, money_from_proto(message.price), message.available)
+    domain.validate_new_product(product, price_problem=problem)
+    return product
 
 
 def _reservation_lines(request: inventory_pb2.ReserveStockRequest) -> list[domain.ReservationLine]:
@@ -88,9 +89,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         request: inventory_pb2.CreateProductRequest,
         context: grpc.aio.ServicerContext[inventory_pb2.CreateProductRequest, inventory_pb2.Product],
     ) -> inventory_pb2.Product:
-        product = _product_from_proto(request.product)
-        domain.validate_new_product(product)
-        return product_to_proto(await self._store.create_product(product))
+        return product_to_proto(await self._store.create_product(_new_product(request.product)))
 
     async def GetProduct(
         self,

@@ -98,22 +98,31 @@ def validate_product_id(product_id: str) -> None:
     v.raise_if_any()
 
 
-def validate_new_product(product: Product) -> None:
+def validate_new_product(product: Product, price_problem: str | None = None) -> None:
+    """InvalidArgument naming every violation of product; price_problem: what made the
+    request's price unusable (missing, malformed), reported in place of product.price's checks."""
     v = Validator()
     check_product_id(v, product.product_id, "product.product_id")
     title = product.title.strip()
     v.check(bool(title), "product.title", "must not be empty")
     v.check(len(title) <= MAX_TITLE_LENGTH, "product.title", f"must be at most {MAX_TITLE_LENGTH} characters")
     v.check(title.isprintable(), "product.title", "must not contain control characters")
+    if price_problem:
+        v.add("product.price", price_problem)
+    else:
+        _check_price(v, product.price)
+    v.check(0 <= product.available <= MAX_STOCK, "product.available", f"must be between 0 and {MAX_STOCK}")
+    v.raise_if_any()
+
+
+def _check_price(v: Validator, price: Money) -> None:
     v.check(
-        is_currency_code(product.price.currency),
+        is_currency_code(price.currency),
         "product.price.currency_code",
         "must be a three-letter ISO 4217 code such as EUR",
     )
-    v.check(product.price.nanos >= 0, "product.price", "must not be negative")
-    v.check(product.price.nanos < MAX_PRICE_UNITS * 10**9, "product.price", f"must be below {MAX_PRICE_UNITS} units")
-    v.check(0 <= product.available <= MAX_STOCK, "product.available", f"must be between 0 and {MAX_STOCK}")
-    v.raise_if_any()
+    v.check(price.nanos >= 0, "product.price", "must not be negative")
+    v.check(price.nanos < MAX_PRICE_UNITS * 10**9, "product.price", f"must be below {MAX_PRICE_UNITS} units")
 
 
 def validate_restock(product_id: str, quantity: int) -> None:

@@ -41,8 +41,12 @@ async def test_bad_product_is_invalid_argument_with_field_violations(inventory):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await inventory.stub.CreateProduct(pb.CreateProductRequest(product=pb.Product(product_id="", title="x")))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    fields = {v.field for v in details(raised.value, error_details_pb2.BadRequest)[0].field_violations}
-    assert "product.price" in fields
+    violations = details(raised.value, error_details_pb2.BadRequest)[0].field_violations
+    # one error names them all, the missing price among the rest
+    assert [(v.field, v.description) for v in violations] == [
+        ("product.product_id", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+        ("product.price", "is required"),
+    ]
     listing = await inventory.stub.ListProducts(pb.ListProductsRequest())
     assert list(listing.products) == []
 

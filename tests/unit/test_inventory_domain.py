@@ -28,6 +28,15 @@ def test_product_violations_are_all_reported():
     ]
 
 
+def test_a_price_the_request_could_not_give_is_named_with_the_other_violations():
+    with pytest.raises(InvalidArgument) as raised:
+        domain.validate_new_product(Product("", "Widget", Money.of("", 0), 1), price_problem="is required")
+    assert [(v.field, v.description) for v in raised.value.violations] == [
+        ("product.product_id", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+        ("product.price", "is required"),
+    ]
+
+
 def test_a_final_line_break_makes_a_product_id_and_a_currency_code_invalid():
     with pytest.raises(InvalidArgument) as raised:
         domain.validate_new_product(Product("WIDGET-1\n", "Widget", Money.of("EUR\n", 1), 1))
