@@ -6,8 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
+from meshkit.errors import Unavailable
 from orders import domain
-from orders.storage import StoredOrder
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,32 @@ class Reserved:
 
     lines: list[domain.OrderLine]
     expire_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as GetOrder answers it: its owner, and its Order message in wire form."""
+
+    customer_email: str
+    message: bytes
+
+
+class ReservationExpired(Unavailable):
+    """The order store's refusal to commit an order after its reservation's expire_time."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the order could not be stored before its stock reservation ran out; send the same request again",
+            reason="RESERVATION_EXPIRED",
+        )
+
+
+class RequestConflict(Exception):
+    """The order store's answer when another order already carries this request_id."""
+
+    def __init__(self, order: domain.Order, fingerprint: str | None) -> None:
+        self.order = order
+        self.fingerprint = fingerprint
 
 
 class Inventory(Protocol):

@@ -35,9 +35,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from meshkit import telemetry
 from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, table_of, utcnow
-from meshkit.errors import NotFound, Unavailable
+from meshkit.errors import NotFound
 from meshkit.money import Money
 from orders import domain
+from orders.ports import RequestConflict, ReservationExpired, StoredOrder
 from orders.protos import serialized
 
 
@@ -191,14 +192,6 @@ def _one_order(connection: Connection, order_id: str, for_update: bool = False) 
 
 
 @dataclass(frozen=True)
-class StoredOrder:
-    """An order as GetOrder answers it: its owner, and its Order message in wire form."""
-
-    customer_email: str
-    message: bytes
-
-
-@dataclass(frozen=True)
 class ListedOrder:
     """An order of a ListOrders page: its Order message, and the key of the next page."""
 
@@ -207,27 +200,11 @@ class ListedOrder:
     message: bytes
 
 
-class ReservationExpired(Unavailable):
-    def __init__(self) -> None:
-        super().__init__(
-            "the order could not be stored before its stock reservation ran out; send the same request again",
-            reason="RESERVATION_EXPIRED",
-        )
-
-
 def _milliseconds_until(deadline: dt.datetime) -> int:
     left = int((deadline - utcnow()).total_seconds() * 1000)
     if left <= 0:
         raise ReservationExpired()
     return left
-
-
-class RequestConflict(Exception):
-    """Another order already carries this request_id."""
-
-    def __init__(self, order: domain.Order, fingerprint: str | None) -> None:
-        self.order = order
-        self.fingerprint = fingerprint
 
 
 class OrderStore:

@@ -7,8 +7,7 @@ from meshkit.caller import Caller
 from meshkit.database import utcnow
 from meshkit.errors import AlreadyExists, NotFound
 from orders import domain
-from orders.ports import Inventory, OrderStore
-from orders.storage import RequestConflict
+from orders.ports import Inventory, OrderStore, RequestConflict
 
 
 class OrderWorkflow:

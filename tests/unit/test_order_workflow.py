@@ -17,9 +17,8 @@ from meshkit.errors import AlreadyExists, FailedPrecondition, NotFound, Unavaila
 from meshkit.money import Money
 from orders import domain
 from orders.domain import ItemRequest, OrderStatus
-from orders.ports import Reserved
+from orders.ports import RequestConflict, ReservationExpired, Reserved, StoredOrder
 from orders.protos import serialized
-from orders.storage import RequestConflict, ReservationExpired, StoredOrder
 from orders.workflow import OrderWorkflow
 
 PRICES = {"A": Money.of("EUR", 3), "B": Money.of("EUR", 5)}
