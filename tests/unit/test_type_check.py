@@ -48,23 +48,29 @@ RIGHT = (
 )
 
 
-def check(source: str, tmp_path: Path) -> tuple[str, int]:
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the module's checks: the stubs are analysed once, not per case."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+def check(source: str, tmp_path: Path, cache: Path) -> tuple[str, int]:
     module = tmp_path / "example.py"
     module.write_text(source)
     report, errors, status = api.run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache"), str(module)]
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache), str(module)]
     )
     return report + errors, status
 
 
 @pytest.mark.parametrize("case", WRONG, ids=list(WRONG))
-def test_the_type_check_refuses(case: str, tmp_path: Path) -> None:
+def test_the_type_check_refuses(case: str, tmp_path: Path, cache: Path) -> None:
     source, message = WRONG[case]
-    report, status = check(source, tmp_path)
+    report, status = check(source, tmp_path, cache)
     assert status == 1, report
     assert message in report, report
 
 
-def test_the_type_check_passes_a_servicer_typed_right(tmp_path: Path) -> None:
-    report, status = check(RIGHT, tmp_path)
+def test_the_type_check_passes_a_servicer_typed_right(tmp_path: Path, cache: Path) -> None:
+    report, status = check(RIGHT, tmp_path, cache)
     assert (status, report.strip()) == (0, "Success: no issues found in 1 source file")
