@@ -139,7 +139,7 @@ class ChangeFeed:
                 # Polls belong to no call: keep them out of the traces.
                 with suppress_instrumentation():
                     await self._publish_new()
-            except Exception:
+            except Exception:  # a database hiccup must not end the feed
                 log.exception("reading new order events failed; trying again at the next poll")
 
     async def _publish_new(self) -> None:
