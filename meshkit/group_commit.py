@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -26,38 +26,9 @@ T = TypeVar("T")
 MAX_GROUP = 32
 
 
-class _Queued(Protocol):
-    """A transaction waiting for the writer, whatever its result: one queue holds them all."""
-
-    @property
-    def context(self) -> contextvars.Context:
-        """Its caller's context: its trace and its request id."""
-        ...
-
-    def start(self) -> bool:
-        """False if its caller was cancelled meanwhile (then it must not run); from now on it cannot be."""
-        ...
-
-    def run(self, connection: Connection) -> None:
-        """Runs its work in connection's transaction; an error propagates."""
-        ...
-
-    def run_in_savepoint(self, connection: Connection) -> None:
-        """Runs its work in a savepoint, in its caller's context; an error rolls back the
-        savepoint alone and is kept for its caller."""
-        ...
-
-    def committed(self) -> None:
-        """Hands its caller the result, or the error its savepoint met, once the group is committed."""
-        ...
-
-    def failed(self, error: BaseException) -> None:
-        """Hands its caller the error that rolled back the whole group."""
-        ...
-
-
 class _Transaction(Generic[T]):
-    """One caller's work and the future its caller awaits, with what the work gave."""
+    """One caller's work and the future its caller awaits, with what the work gave. The
+    writer's queue holds them whatever their result (_Transaction[Any])."""
 
     __slots__ = ("_error", "_result", "_work", "context", "future")
 
@@ -70,12 +41,16 @@ class _Transaction(Generic[T]):
         self._error: BaseException | None = None
 
     def start(self) -> bool:
+        """False if its caller was cancelled meanwhile (then it must not run); from now on it cannot be."""
         return self.future.set_running_or_notify_cancel()
 
     def run(self, connection: Connection) -> None:
+        """Runs its work in connection's transaction; an error propagates."""
         self._result = self._work(connection)
 
     def run_in_savepoint(self, connection: Connection) -> None:
+        """Runs its work in a savepoint, in its caller's context (its trace, its request id);
+        an error rolls back the savepoint alone and is kept for its caller."""
         self.context.run(self._in_savepoint, connection)
 
     def _in_savepoint(self, connection: Connection) -> None:
@@ -89,12 +64,14 @@ class _Transaction(Generic[T]):
         savepoint.commit()
 
     def committed(self) -> None:
+        """Hands its caller the result, or the error its savepoint met, once the group is committed."""
         if self._error is None:
             self.future.set_result(self._result)
         else:
             self.future.set_exception(self._error)
 
     def failed(self, error: BaseException) -> None:
+        """Hands its caller the error that rolled back the whole group."""
         self.future.set_exception(error)
 
 
@@ -104,7 +81,7 @@ class GroupCommitter:
     def __init__(self, engine: Engine, max_group: int = MAX_GROUP) -> None:
         self._engine = engine
         self._max_group = max_group
-        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Transaction[Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
 
@@ -122,7 +99,7 @@ class GroupCommitter:
     def _run(self) -> None:
         closing = False
         while not closing:
-            group: list[_Queued] = []
+            group: list[_Transaction[Any]] = []
             item = self._queue.get()
             while item is not None:
                 # as a thread pool does: a transaction whose caller was cancelled before it
@@ -139,7 +116,7 @@ class GroupCommitter:
             if group:
                 self._commit(group)
 
-    def _commit(self, group: list[_Queued]) -> None:
+    def _commit(self, group: list[_Transaction[Any]]) -> None:
         # The group's BEGIN and COMMIT belong to its first transaction's trace (in a copy of
         # its context: the first enters its own again), each transaction's statements,
         # savepoint included, to its own.
@@ -150,7 +127,7 @@ class GroupCommitter:
             else:
                 transaction.failed(error)
 
-    def _in_one_transaction(self, group: list[_Queued]) -> Exception | None:
+    def _in_one_transaction(self, group: list[_Transaction[Any]]) -> Exception | None:
         """Runs the group in one database transaction; the error that rolled all of it back, if any."""
         try:
             with self._engine.begin() as connection:
