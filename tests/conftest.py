@@ -7,6 +7,7 @@ variants are skipped with the reason shown, unless CI is set: there a missing
 server fails the run.
 """
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,18 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(reason)
     yield server
     server.close()
+
+
+@pytest.fixture
+def cores_to_itself(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Held by the tests that fill both cores (the benchmark runs, rotation under load) and
+    by the tests that time calls, so that on two test workers one never runs beside the
+    other: a benchmark on one worker tripled the p99 the other was measuring. A file lock in
+    the directory every worker's temporary directory is in."""
+    with open(tmp_path_factory.getbasetemp().parent / "cores.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+        fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ SCENARIOS = {
 }
 
 
-def test_a_short_benchmark_on_both_databases(postgres, tmp_path):
+def test_a_short_benchmark_on_both_databases(postgres, tmp_path, cores_to_itself):
     output = run_bench(
         [
             "--pg",

@@ -16,7 +16,7 @@ BACKLOG = 300
 WATCHERS = 50
 
 
-def test_a_short_scale_table_on_sqlite(tmp_path):
+def test_a_short_scale_table_on_sqlite(tmp_path, cores_to_itself):
     output = run_bench(
         [
             "--scale",

@@ -27,7 +27,7 @@ async def p99_of_get_order(stub, order_id: str) -> float:
     return statistics.quantiles(timings, n=100)[98]
 
 
-async def test_a_thousand_idle_watchers(mesh, public, new_product):
+async def test_a_thousand_idle_watchers(mesh, public, new_product, cores_to_itself):
     product_id = new_product(10)
     order = public.orders.CreateOrder(
         pb.CreateOrderRequest(

@@ -160,7 +160,7 @@ def rotating_mesh(request, tmp_path_factory):
     yield from start_mesh(request, tmp_path_factory.mktemp("rotating"), "sqlite")
 
 
-def test_every_certificate_and_the_ca_rotated_under_load_fail_no_call(rotating_mesh):
+def test_every_certificate_and_the_ca_rotated_under_load_fail_no_call(rotating_mesh, cores_to_itself):
     """New certificates for every process, then a new CA, while customers place and read
     orders and a watch stays open: no call fails, and every new connection then shows the
     new certificates: Envoy's (file-watched SDS), each service's (new connections of its
