@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from inventory import domain
+from meshkit.cursors import StreamCursor, StreamCursorColumns
 from meshkit.database import Database, MoneyColumns, UTCDateTime, service_metadata, table_of, utcnow
 from meshkit.errors import AlreadyExists, FailedPrecondition, NotFound
 
@@ -87,13 +88,8 @@ class ReservationLineRow(Base):
     unit_price_nanos: Mapped[int] = mapped_column(Integer)
 
 
-class StreamCursorRow(Base):
+class StreamCursorRow(StreamCursorColumns, Base):
     """How far Inventory has applied the order event stream."""
-
-    __tablename__ = "stream_cursors"
-
-    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
-    last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 
 PRODUCTS = table_of(ProductRow)
@@ -104,10 +100,7 @@ PRICE = MoneyColumns("price")
 UNIT_PRICE = MoneyColumns("unit_price")
 # stream_cursors' key (its stream column) of the order event stream's row
 ORDER_EVENTS_CURSOR_KEY = "order_events"
-LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).with_for_update()
-MOVE_CURSOR = (
-    update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).values(last_sequence=bindparam("p_sequence"))
-)
+ORDER_EVENTS_CURSOR = StreamCursor(CURSORS, ORDER_EVENTS_CURSOR_KEY)
 PRODUCT_BY_ID = select(PRODUCTS).where(PRODUCTS.c.product_id == bindparam("product_id"))
 RESERVATION_BY_ID = select(RESERVATIONS).where(RESERVATIONS.c.reservation_id == bindparam("reservation_id"))
 # Built once: a statement object caches its own compiled form's key, which
@@ -295,8 +288,7 @@ class InventoryStore:
 
     async def cursor(self) -> int:
         """The sequence of the last order event applied."""
-        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY)
-        return await self._db.read(lambda connection: connection.scalar(query) or 0)
+        return await self._db.read(ORDER_EVENTS_CURSOR.read)
 
     async def apply_order_events(self, events: list[tuple[int, str, str]]) -> list[domain.Reservation]:
         """Moves each order's reservation as its new status says ((sequence, order_id,
@@ -305,14 +297,11 @@ class InventoryStore:
         (see expire())."""
 
         def work(connection: Connection) -> list[domain.Reservation]:
-            last = connection.scalar(LOCK_CURSOR)
-            if last is None:
-                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS_CURSOR_KEY, last_sequence=0))
-                last = 0
+            last = ORDER_EVENTS_CURSOR.claim(connection)
             new = [event for event in events if event[0] > last]  # the rest were applied before
             if not new:
                 return []
-            connection.execute(MOVE_CURSOR, {"p_sequence": new[-1][0]})
+            ORDER_EVENTS_CURSOR.move(connection, new[-1][0])
             if len(new) > 1:
                 # Locked up front in the order every other transaction takes them (its one
                 # reservation, then products by id), not event by event: a batch moving one

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, Integer, Row, String, Text, bindparam, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from meshkit.cursors import StreamCursor, StreamCursorColumns
 from meshkit.database import Database, UTCDateTime, service_metadata, table_of
 from notifications import domain
 
@@ -52,11 +53,8 @@ class NotificationRow(Base):
     trace_parent: Mapped[str | None] = mapped_column(String(55))
 
 
-class StreamCursorRow(Base):
-    __tablename__ = "stream_cursors"
-
-    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
-    last_sequence: Mapped[int] = mapped_column(BigInteger)
+class StreamCursorRow(StreamCursorColumns, Base):
+    """How far the Notification service has recorded the order event stream."""
 
 
 NOTIFICATIONS = table_of(NotificationRow)
@@ -66,10 +64,7 @@ FAILED = domain.NotificationStatus.FAILED.value
 # Built once: a statement object caches its own compiled form's key, which
 # is most of what building one per call would cost.
 INSERT_NOTIFICATION = insert(NOTIFICATIONS)
-LOCK_CURSOR = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).with_for_update()
-MOVE_CURSOR = (
-    update(CURSORS).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY).values(last_sequence=bindparam("p_sequence"))
-)
+ORDER_EVENTS_CURSOR = StreamCursor(CURSORS, ORDER_EVENTS_CURSOR_KEY)
 MARK_SENT = (
     update(NOTIFICATIONS)
     # PENDING only: marking again after a commit whose answer was lost changes nothing
@@ -153,24 +148,20 @@ class NotificationStore:
 
     async def cursor(self) -> int:
         """The sequence of the last order event recorded."""
-        query = select(CURSORS.c.last_sequence).where(CURSORS.c.stream == ORDER_EVENTS_CURSOR_KEY)
-        return await self._db.read(lambda connection: connection.scalar(query) or 0)
+        return await self._db.read(ORDER_EVENTS_CURSOR.read)
 
     async def record(self, events: list[RecordedEvent], now: dt.datetime) -> None:
         """Stores each event's notification as PENDING (or FAILED for its reason, never to
         be sent) and moves the cursor past the last, together in one transaction."""
 
         def work(connection: Connection) -> None:
-            last = connection.scalar(LOCK_CURSOR)
-            if last is None:
-                connection.execute(insert(CURSORS).values(stream=ORDER_EVENTS_CURSOR_KEY, last_sequence=0))
-                last = 0
+            last = ORDER_EVENTS_CURSOR.claim(connection)
             # recorded before: a stream re-opened by another consumer instance
             new = [event for event in events if event.sequence > last]
             if not new:
                 return
             connection.execute(INSERT_NOTIFICATION, [_row(event, now) for event in new])
-            connection.execute(MOVE_CURSOR, {"p_sequence": new[-1].sequence})
+            ORDER_EVENTS_CURSOR.move(connection, new[-1].sequence)
 
         await self._db.transaction(work)
 
