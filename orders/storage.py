@@ -155,6 +155,7 @@ NEXT_SEQUENCE = (
 )
 MESSAGE_OF = select(ORDERS.c.customer_email, ORDERS.c.message).where(ORDERS.c.order_id == bindparam("order_id"))
 ORDER_BY_ID = select(ORDERS).where(ORDERS.c.order_id == bindparam("order_id"))
+ORDER_BY_ID_LOCKED = ORDER_BY_ID.with_for_update()
 LINES_OF = select(LINES).where(LINES.c.order_id == bindparam("order_id")).order_by(LINES.c.line_no)
 
 
@@ -171,9 +172,7 @@ def _event(row: Row[Any]) -> domain.OrderEvent:
 
 def _one_order(connection: Connection, order_id: str, for_update: bool = False) -> domain.Order:
     """The order and its lines: two statements."""
-    row = connection.execute(
-        ORDER_BY_ID.with_for_update() if for_update else ORDER_BY_ID, {"order_id": order_id}
-    ).first()
+    row = connection.execute(ORDER_BY_ID_LOCKED if for_update else ORDER_BY_ID, {"order_id": order_id}).first()
     if row is None:
         raise NotFound("order", order_id)
     lines = tuple(
